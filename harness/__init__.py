@@ -1,0 +1,1 @@
+"""imprag-bench harness: the machinery every task and system shares."""

@@ -1,0 +1,1 @@
+"""Task adapters: what is asked, never how it is answered."""
