@@ -62,12 +62,13 @@ class Registry(Generic[T]):
         if name not in self._items:
             close = difflib.get_close_matches(name, list(self._items), n=3, cutoff=0.5)
             hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            raise UserError(f"unknown {self.kind} {name!r}{hint} (known: {', '.join(sorted(self._items))})")
+            raise UserError(f"unknown {self.kind} {name!r}{hint} (known: {', '.join(self._items)})")
         return self._items[name]
 
     def names(self) -> list[str]:
+        """Registered names in registration order (the paper's task order for tasks)."""
         load_builtins()
-        return sorted(self._items)
+        return list(self._items)
 
     def __contains__(self, name: str) -> bool:
         load_builtins()

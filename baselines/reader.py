@@ -1,0 +1,29 @@
+"""The shared reader of the explicit-query baselines: one LM, one prompt format, greedy short answers."""
+from __future__ import annotations
+
+from harness.lm import generate, load_lm
+from harness.prompting import lm_input
+from harness.records import Example, Passage
+from harness.system import RunContext
+
+
+class Reader:
+    """Loads the LM named in the run options and answers batches of examples."""
+
+    def __init__(self, ctx: RunContext):
+        self.ctx = ctx
+        self.model, self.tok = load_lm(ctx.opt("checkpoint") or ctx.opt("model", "smollm2-135m"))
+        self.max_new_tokens = int(ctx.opt("max_new_tokens", 16))
+        self.batch_size = int(ctx.opt("batch_size", 8))
+
+    def answer(self, examples: list[Example], passages: list[list[Passage]] | None = None) -> list[str]:
+        """Greedy answers; inputs are length-sorted into batches to waste little on padding."""
+        inputs = [lm_input(ex, self.ctx.demos.get(ex.task, []), passages[i] if passages else None)
+                  for i, ex in enumerate(examples)]
+        order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))
+        out = [""] * len(inputs)
+        for s in range(0, len(order), self.batch_size):
+            idx = order[s:s + self.batch_size]
+            for i, text in zip(idx, generate(self.model, self.tok, [inputs[i] for i in idx], self.max_new_tokens)):
+                out[i] = text
+        return out

@@ -1,0 +1,1 @@
+"""Retrievers for the explicit-query baselines: `search(queries: list[str], k) -> list[list[passage id]]`."""
