@@ -1,0 +1,70 @@
+"""The losses against values computed by hand on tiny worked examples."""
+import math
+
+import torch
+
+from imprag.losses import distillation_kl, generation_loss, multilabel_nce, sequence_loglik
+
+
+def test_multilabel_nce_worked_example():
+    # One query, candidates: p1 (s=2), p2 (s=1) positive; n1 (s=0), n2 (s=-1) negative.
+    s = torch.tensor([[2.0, 1.0, 0.0, -1.0]])
+    pos = torch.tensor([[True, True, False, False]])
+    neg = ~pos
+    negsum = math.exp(0) + math.exp(-1)
+    want = -(math.log(math.exp(2) / (math.exp(2) + negsum)) + math.log(math.exp(1) / (math.exp(1) + negsum)))
+    assert abs(multilabel_nce(s, pos, neg).item() - want) < 1e-6  # by hand: 0.169846 + 0.407605
+    assert abs(want - 0.577451) < 1e-5
+    # scale multiplies the scores before the softmax terms
+    want_half = -(math.log(math.exp(1) / (math.exp(1) + 1 + math.exp(-0.5)))
+                  + math.log(math.exp(0.5) / (math.exp(0.5) + 1 + math.exp(-0.5))))
+    assert abs(multilabel_nce(s, pos, neg, scale=0.5).item() - want_half) < 1e-6
+
+
+def test_multilabel_nce_positives_do_not_compete_and_masked_candidates_are_ignored():
+    s = torch.tensor([[3.0, 3.0, 0.0, 50.0]])
+    pos = torch.tensor([[True, True, False, False]])
+    neg = torch.tensor([[False, False, True, False]])  # the 4th candidate belongs to no set
+    per = -math.log(math.exp(3) / (math.exp(3) + 1))
+    assert abs(multilabel_nce(s, pos, neg).item() - 2 * per) < 1e-6
+
+
+def test_distillation_kl_worked_example_and_no_gradient_to_target():
+    scores = torch.tensor([[1.0, 0.0, 0.0]], requires_grad=True)
+    loglik = torch.tensor([[-1.0, -2.0, -3.0]], requires_grad=True)
+    mask = torch.tensor([[True, True, True]])
+    pt = [math.exp(-1 - k) for k in range(3)]
+    zt = sum(pt)
+    pt = [x / zt for x in pt]  # 0.665241, 0.244728, 0.090031
+    pr = [math.e / (math.e + 2), 1 / (math.e + 2), 1 / (math.e + 2)]  # 0.576117, 0.211942, 0.211942
+    want = sum(t * math.log(t / r) for t, r in zip(pt, pr))
+    loss = distillation_kl(scores, loglik, mask)
+    assert abs(loss.item() - want) < 1e-6
+    assert abs(want - 0.05381) < 1e-4  # by hand: 0.095688 + 0.035202 - 0.077080
+    loss.backward()
+    assert loglik.grad is None  # stop-gradient through P_T
+    # d KL / d s = P_R - P_T (tau_r = 1)
+    assert torch.allclose(scores.grad, torch.tensor([[pr[i] - pt[i] for i in range(3)]]), atol=1e-6)
+
+
+def test_distillation_kl_temperatures_and_mask():
+    scores = torch.tensor([[2.0, 0.0, 99.0]])
+    loglik = torch.tensor([[0.0, -2.0, 99.0]])
+    mask = torch.tensor([[True, True, False]])
+    # tau_r = 2 -> P_R = softmax(1, 0); tau_t = 2 -> P_T = softmax(0, -1)
+    pr = [math.e / (math.e + 1), 1 / (math.e + 1)]
+    pt = [1 / (1 + math.exp(-1)), math.exp(-1) / (1 + math.exp(-1))]
+    want = sum(t * math.log(t / r) for t, r in zip(pt, pr))
+    got = distillation_kl(scores, loglik, mask, tau_r=2.0, tau_t=2.0).item()
+    assert abs(got - want) < 1e-6
+
+
+def test_generation_loss_and_sequence_loglik_on_response_tokens_only():
+    # vocab 3; sequence of 3 tokens; only the last token is a response token.
+    logits = torch.log(torch.tensor([[[0.2, 0.3, 0.5], [0.1, 0.6, 0.3], [1 / 3, 1 / 3, 1 / 3]]]))
+    labels = torch.tensor([[-100, -100, 1]])  # position 1 predicts token 1 with p = 0.6
+    assert abs(generation_loss(logits, labels).item() - (-math.log(0.6))) < 1e-6
+    assert abs(sequence_loglik(logits, labels).item() - math.log(0.6)) < 1e-6
+    labels2 = torch.tensor([[-100, 2, 1]])  # plus position 0 predicting token 2 with p = 0.5
+    assert abs(generation_loss(logits, labels2).item() - (-(math.log(0.5) + math.log(0.6)) / 2)) < 1e-6
+    assert abs(sequence_loglik(logits, labels2).item() - (math.log(0.5) + math.log(0.6))) < 1e-6

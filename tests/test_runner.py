@@ -1,0 +1,84 @@
+"""The runner: per-example JSONL, resume after a real kill with identical results, clear errors."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import tests.toy  # noqa: F401  (registers the toy task and the echo system)
+from harness.cli import main
+from harness.runner import read_done
+
+ROOT = Path(__file__).resolve().parents[1]
+ARGS = ["run", "--tasks", "toy", "--systems", "echo", "--corpus", "toy", "--fewshot", "0", "--k", "1"]
+
+
+def _cli(out, env_extra=None):
+    code = ("import sys, tests.toy; from harness.cli import main; sys.exit(main(sys.argv[1:]))")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env_extra or {})}
+    return subprocess.Popen([sys.executable, "-c", code, *ARGS, "--out", str(out), "--batch-size", "1"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _lines(out):
+    return (out / "preds" / "echo" / "toy.jsonl").read_text().splitlines()
+
+
+def test_run_writes_records_scores_and_leaderboard(tmp_path):
+    assert main([*ARGS, "--out", str(tmp_path)]) == 0
+    recs = [json.loads(x) for x in _lines(tmp_path)]
+    assert len(recs) == 12 and {r["id"] for r in recs} == {f"toy-{i}" for i in range(12)}
+    first = recs[0]
+    assert first["prompt"] == "Q: What is the capital of France? A:" and first["query"] == first["prompt"]
+    assert first["prediction"] == "Paris" and first["em"] == 1.0 and first["recall"] == 1.0
+    assert (tmp_path / "leaderboard.csv").exists() and (tmp_path / "groups.png").exists()
+    assert json.loads((tmp_path / "config.json").read_text())["tasks"] == ["toy"]
+
+
+def test_killed_run_resumes_to_identical_results(tmp_path):
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    assert _cli(full).wait(60) == 0
+    proc = _cli(killed, {"TOY_DELAY": "0.3"})
+    path = killed / "preds" / "echo" / "toy.jsonl"
+    deadline = time.time() + 60
+    while time.time() < deadline and (not path.exists() or len(path.read_text().splitlines()) < 3):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    n_before = len(path.read_text().splitlines())
+    assert 3 <= n_before < 12, "the run must be killed part-way"
+    with open(path, "a") as f:  # what a kill in the middle of a write leaves behind
+        f.write('{"system": "echo", "task": "toy", "id": "toy-')
+    assert _cli(killed).wait(60) == 0
+    assert _lines(killed) == _lines(full)
+    assert (killed / "leaderboard.csv").read_text() == (full / "leaderboard.csv").read_text()
+
+
+def test_read_done_cuts_partial_line(tmp_path):
+    p = tmp_path / "x.jsonl"
+    p.write_text('{"id": "a"}\n{"id": "b"}\n{"id": ')
+    assert list(read_done(p)) == ["a", "b"]
+    assert p.read_text() == '{"id": "a"}\n{"id": "b"}\n'
+
+
+def test_resume_with_other_settings_is_refused(tmp_path, capsys):
+    assert main([*ARGS, "--out", str(tmp_path), "--n", "4"]) == 0
+    assert main([*ARGS, "--out", str(tmp_path), "--n", "5"]) == 2
+    assert "different settings (n)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--tasks", "nqq"], "unknown task 'nqq'; did you mean 'nq'"),
+    (["run", "--tasks", "toy", "--systems", "denes"], "unknown system 'denes'; did you mean 'dense'"),
+    (["run", "--tasks", "toy", "--systems", "dense:k"], "must be key=value"),
+    (["run", "--preset", "quik"], "unknown preset 'quik'"),
+    (["plot", "missing.csv"], "no such leaderboard CSV"),
+])
+def test_bad_input_exits_2_with_one_message(tmp_path, capsys, argv, message):
+    assert main([*argv, *(["--out", str(tmp_path / "o")] if argv[0] == "run" else [])]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("error:") == 1
