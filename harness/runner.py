@@ -41,13 +41,23 @@ def select(examples: list[Example], n: int | None, seed: int, task: str) -> list
     return [examples[i] for i in keep]
 
 
-def load_demos(spec, cfg: dict) -> list[Example]:
-    """Few-shot demonstrations from the task's train split (dev if it has no train split)."""
-    if not cfg.get("fewshot"):
+def resolve_task(name: str, cfg: dict):
+    """(TaskSpec, data source): a registered task on the run's source, or `local:PATH` for a
+    FlashRAG-schema {id, question, golden_answers} file."""
+    if name.startswith("local:"):
+        from tasks.local import local_task
+        return local_task(name[len("local:"):]), "local"
+    return TASKS.get(name), cfg["source"]
+
+
+def load_demos(spec, source: str, cfg: dict) -> list[Example]:
+    """Few-shot demonstrations from the task's train split (dev if it has no train split).
+    Local files have a single split, so they get none (the demos would also be evaluated)."""
+    if not cfg.get("fewshot") or source == "local":
         return []
     for split in ("train", "dev"):
         try:
-            pool = spec.load(cfg["source"], split)
+            pool = spec.load(source, split)
         except UserError:
             continue
         if pool:
@@ -95,22 +105,22 @@ def check_config(out: Path, cfg: dict) -> None:
 def run(cfg: dict) -> Path:
     """Evaluate every system on every task of the config; returns the run folder."""
     out = Path(cfg["out"])
-    specs = [TASKS.get(t) for t in cfg["tasks"]]
+    resolved = [resolve_task(t, cfg) for t in cfg["tasks"]]
+    specs = [spec for spec, _ in resolved]
     systems = [SystemSpec.parse(s) for s in cfg["systems"]]
     for s in systems:
         SYSTEMS.get(s.name)  # fail on unknown names before any work
-    out.mkdir(parents=True, exist_ok=True)
-    check_config(out, cfg)
-    atomic_write_text(out / "config.json", json.dumps(cfg, indent=1, sort_keys=True))
-
     data = {}
-    for spec in specs:
-        data[spec.name] = (select(spec.load(cfg["source"], cfg["split"]), cfg.get("n"), cfg["seed"], spec.name),
-                           load_demos(spec, cfg))
+    for spec, source in resolved:
+        data[spec.name] = (select(spec.load(source, cfg["split"]), cfg.get("n"), cfg["seed"], spec.name),
+                           load_demos(spec, source, cfg))
     corpus = None
     if any(s.name != "closed-book" for s in systems):
         from tasks.corpora import load_corpus
         corpus = load_corpus(cfg["corpus"], cfg.get("corpus_limit"))
+    check_config(out, cfg)  # all input is validated before anything is written
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.json", json.dumps(cfg, indent=1, sort_keys=True))
 
     base_opts = {k: cfg[k] for k in ("model", "k", "batch_size", "max_new_tokens", "seed", "device", "dtype")
                  if k in cfg}

@@ -82,3 +82,27 @@ def test_bad_input_exits_2_with_one_message(tmp_path, capsys, argv, message):
     assert main([*argv, *(["--out", str(tmp_path / "o")] if argv[0] == "run" else [])]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("error:") == 1
+
+
+def test_local_file_task_runs_with_its_own_corpus(tmp_path):
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text('{"id": "a", "question": "What is the capital of Peru?", "golden_answers": ["Lima"]}\n'
+                  '{"id": "b", "question": "What is the capital of Cuba?", "golden_answers": ["Havana"]}\n')
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text('{"id": "p0", "title": "Peru", "text": "The capital of Peru is Lima."}\n'
+                      '{"id": "p1", "title": "Cuba", "text": "The capital of Cuba is Havana."}\n')
+    out = tmp_path / "run"
+    assert main(["run", "--tasks", f"local:{qa}", "--systems", "echo", "--corpus", str(corpus),
+                 "--fewshot", "2", "--k", "1", "--out", str(out)]) == 0
+    recs = [json.loads(x) for x in (out / "preds" / "echo" / "qa.jsonl").read_text().splitlines()]
+    assert [(r["id"], r["prediction"], r["em"], r["recall"]) for r in recs] == [("a", "Lima", 1.0, 1.0),
+                                                                               ("b", "Havana", 1.0, 1.0)]
+
+
+def test_local_file_errors_name_file_and_line(tmp_path, capsys):
+    qa = tmp_path / "bad.jsonl"
+    qa.write_text('{"id": "a", "question": "q", "golden_answers": ["x"]}\n{"id": "b", "question": \n')
+    assert main(["run", "--tasks", f"local:{qa}", "--systems", "echo", "--corpus", "toy",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert f"{qa}:2" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
