@@ -1,7 +1,7 @@
 """The shared reader of the explicit-query baselines: one LM, one prompt format, greedy short answers."""
 from __future__ import annotations
 
-from harness.lm import generate, load_lm
+from harness.lm import generate, load_lm, truncate_tokens
 from harness.prompting import lm_input
 from harness.records import Example, Passage
 from harness.system import RunContext
@@ -15,10 +15,15 @@ class Reader:
         self.model, self.tok = load_lm(ctx.opt("checkpoint") or ctx.opt("model", "smollm2-135m"))
         self.max_new_tokens = int(ctx.opt("max_new_tokens", 16))
         self.batch_size = int(ctx.opt("batch_size", 8))
+        self.passage_tokens = int(ctx.opt("passage_tokens", 128))
+
+    def clip(self, passages: list[Passage]) -> list[Passage]:
+        """Each passage cut to `passage_tokens` tokens: the same budget as ImpRAG's l_max."""
+        return [Passage(p.id, p.title, truncate_tokens(self.tok, p.text, self.passage_tokens)) for p in passages]
 
     def answer(self, examples: list[Example], passages: list[list[Passage]] | None = None) -> list[str]:
         """Greedy answers; inputs are length-sorted into batches to waste little on padding."""
-        inputs = [lm_input(ex, self.ctx.demos.get(ex.task, []), passages[i] if passages else None)
+        inputs = [lm_input(ex, self.ctx.demos.get(ex.task, []), self.clip(passages[i]) if passages else None)
                   for i, ex in enumerate(examples)]
         order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))
         out = [""] * len(inputs)

@@ -80,12 +80,18 @@ def cut_answer(text: str) -> str:
 
 @torch.no_grad()
 def generate(model, tok, prompts: list[str], max_new_tokens: int = 16) -> list[str]:
-    """Greedy decoding of a batch of prompts; returns each continuation cut at its first newline."""
+    """Greedy decoding of a batch of prompts; returns each continuation cut at its first newline.
+
+    Decoding stops at EOS or at the first generated newline, including newlines merged into other tokens.
+    """
     enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-    nl = [i for i in {tok.convert_tokens_to_ids(t) for t in ("Ċ", "\n", "<0x0A>")} if isinstance(i, int) and i >= 0
-          and i != tok.unk_token_id]
-    eos = [tok.eos_token_id, *nl] if tok.eos_token_id is not None else nl
-    out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos,
-                         pad_token_id=tok.pad_token_id)
+    out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, stop_strings=["\n"],
+                         tokenizer=tok, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
     new = out[:, enc["input_ids"].shape[1]:]
     return [cut_answer(t) for t in tok.batch_decode(new, skip_special_tokens=True)]
+
+
+def truncate_tokens(tok, text: str, max_tokens: int) -> str:
+    """`text` cut to its first `max_tokens` tokens (the passage budget every reader gets)."""
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    return text if len(ids) <= max_tokens else tok.decode(ids[:max_tokens])
