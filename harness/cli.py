@@ -1,4 +1,4 @@
-"""imprag-bench command line: tasks | systems | run | leaderboard | plot.
+"""imprag-bench command line: tasks | systems | run | train | leaderboard | plot.
 
 Bad input (unknown names, malformed files, missing fields) prints one clear message and exits with code 2.
 """
@@ -80,6 +80,14 @@ def _cmd_plot(args) -> None:
     print(f"wrote {out / 'groups.png'} and {out / 'tasks.png'}")
 
 
+def _cmd_train(args) -> None:
+    from harness.registry import TRAINERS
+    trainer = TRAINERS.get(args.system)
+    cfg = trainer.config(args.preset, args.set, args.out)
+    ck = trainer.run(cfg)
+    print(f"checkpoint: {ck}\nevaluate it with: imprag-bench run --systems {args.system}:checkpoint={ck}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="imprag-bench", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -107,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="run folder (resumes if it exists)")
     r.add_argument("--cache-dir", dest="cache_dir", help="index cache (default: the user cache)")
     r.set_defaults(fn=_cmd_run)
+
+    tr = sub.add_parser("train", help="train a system (imprag, ra-it, ra-dit, ra-dit-llama); resumable")
+    tr.add_argument("system")
+    tr.add_argument("--preset", default="quick", help="quick (default) | full | gpu")
+    tr.add_argument("--out", help="training folder (resumes from its checkpoint)")
+    tr.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="override preset settings")
+    tr.set_defaults(fn=_cmd_train)
 
     lb = sub.add_parser("leaderboard", help="merge run folders / JSONL files into one leaderboard CSV")
     lb.add_argument("runs", nargs="+")

@@ -20,6 +20,8 @@ _BUILTIN_MODULES = (
     "tasks.corpora",
     "baselines.systems",
     "imprag.system",
+    "imprag.train",
+    "baselines.ra_dit",
 )
 _loaded = False
 
@@ -81,3 +83,4 @@ class Registry(Generic[T]):
 TASKS: Registry = Registry("task")
 CORPORA: Registry = Registry("corpus")
 SYSTEMS: Registry = Registry("system")
+TRAINERS: Registry = Registry("trainer")  # system name -> harness.training.Trainer
