@@ -17,20 +17,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from harness.errors import UserError
+from harness.io import atomic_write, atomic_write_bytes
 
 MANIFEST = "manifest.json"
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _save_npy(path: Path, arr: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp.npy")
-    np.save(tmp, arr)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: np.save(f, arr), binary=True)
 
 
 class VectorIndex:
@@ -88,7 +81,7 @@ def build_index(out_dir: str | Path, ids: list[str], encode: Callable[[int, int]
     if progress.exists() and json.loads(progress.read_text()) != full:
         for p in out.glob("shard_*.npy"):
             p.unlink()
-    _atomic_write_bytes(progress, json.dumps(full, sort_keys=True).encode())
+    atomic_write_bytes(progress, json.dumps(full, sort_keys=True).encode())
     n_shards = (len(ids) + shard_size - 1) // shard_size
     bar = tqdm(total=len(ids), desc=desc, unit="passage", dynamic_ncols=True)
     for s in range(n_shards):
@@ -106,9 +99,9 @@ def build_index(out_dir: str | Path, ids: list[str], encode: Callable[[int, int]
     tmp = out / ".index.faiss.tmp"
     faiss.write_index(index, str(tmp))
     os.replace(tmp, out / "index.faiss")
-    _atomic_write_bytes(out / "ids.txt", "\n".join(ids).encode())
+    atomic_write_bytes(out / "ids.txt", "\n".join(ids).encode())
     manifest = {**full, "dim": int(vectors.shape[1])}
-    _atomic_write_bytes(out / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
+    atomic_write_bytes(out / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
     return VectorIndex(index, list(ids), manifest)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -21,25 +20,15 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from harness.errors import UserError  # noqa: E402
+from harness.io import atomic_write  # noqa: E402
 
 GROUP_ORDER = ("seen", "unseen-qa", "unseen-format", "all")
 METRICS = (("em", "Exact match (%)"), ("recall", "Retrieval recall (%)"))
 
 
 def _save(fig: Figure, out_png: str | os.PathLike) -> Path:
-    """Render to a temporary file next to the target, then rename: readers never see half a PNG."""
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=150, bbox_inches="tight")
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return out
+    """Render atomically (harness.io): readers never see half a PNG."""
+    return atomic_write(out_png, lambda f: fig.savefig(f, format="png", dpi=150, bbox_inches="tight"), binary=True)
 
 
 def _bars(ax, table: pd.DataFrame, xkeys: list[str], xcol: str, metric: str, label_values: bool) -> None:

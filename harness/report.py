@@ -10,10 +10,8 @@ by size; `macro_em` on those rows is the unweighted mean of the per-task EMs (th
 """
 from __future__ import annotations
 
-import json
 import math
 import os
-import tempfile
 import zlib
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -22,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import UserError
+from harness.io import atomic_write, iter_jsonl
 
 REQUIRED = ("system", "task", "group", "id", "em", "f1", "recall")
 GROUP_ORDER = ("seen", "unseen-qa", "unseen-format")
@@ -43,30 +42,15 @@ def _num(value, key: str, where: str, allow_none: bool) -> float | None:
 def _read_one(path: Path) -> list[tuple[dict, str]]:
     """Validated records of one JSONL file, each with its "file:line" location."""
     out = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as e:
-        raise UserError(f"cannot read records file {path}: {e.strerror or e}") from None
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{lineno}"
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}, line {lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
-        if not isinstance(rec, dict):
-            raise UserError(f"{path}, line {lineno}: expected a JSON object, got {type(rec).__name__}")
+    for where, rec in iter_jsonl(path):
         missing = [k for k in REQUIRED if k not in rec]
         if missing:
-            raise UserError(f"{path}, line {lineno}: record is missing key(s) {', '.join(missing)}")
+            raise UserError(f"{where}: record is missing key(s) {', '.join(missing)}")
         for k in ("system", "task", "group"):
             if not isinstance(rec[k], str) or not rec[k]:
-                raise UserError(f"{path}, line {lineno}: {k!r} must be a non-empty string, got {rec[k]!r}")
-        rec = dict(rec, id=str(rec["id"]),
-                   em=_num(rec["em"], "em", f"{path}, line {lineno}", False),
-                   f1=_num(rec["f1"], "f1", f"{path}, line {lineno}", False),
-                   recall=_num(rec["recall"], "recall", f"{path}, line {lineno}", True))
+                raise UserError(f"{where}: {k!r} must be a non-empty string, got {rec[k]!r}")
+        rec = dict(rec, id=str(rec["id"]), em=_num(rec["em"], "em", where, False),
+                   f1=_num(rec["f1"], "f1", where, False), recall=_num(rec["recall"], "recall", where, True))
         out.append((rec, where))
     return out
 
@@ -188,21 +172,10 @@ def write_csv(df: pd.DataFrame, path: str | os.PathLike, decimals: int = 2) -> P
     Floats are rounded to `decimals` places (percentages: 0.01 points is plenty); NaN is written empty.
     Why atomic: a crash or a concurrent reader never sees half a leaderboard.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     out = df.copy()
     floats = out.select_dtypes("float").columns
     out[floats] = out[floats].round(decimals)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            out.to_csv(f, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda f: out.to_csv(f, index=False))
 
 
 def merge(paths: Sequence[str | os.PathLike], out_csv: str | os.PathLike, n_boot: int = 1000,

@@ -22,15 +22,10 @@ from harness import metrics, report
 from harness.assets import cache_root, log
 from harness.config import PREDICTION_KEYS, SystemSpec
 from harness.errors import UserError
+from harness.io import atomic_write_text
 from harness.records import Example
 from harness.registry import SYSTEMS, TASKS
 from harness.system import RunContext
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def select(examples: list[Example], n: int | None, seed: int, task: str) -> list[Example]:

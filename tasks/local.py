@@ -9,11 +9,11 @@ field, so a user can fix their file without reading this code.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Iterator
 
 from harness.errors import UserError
+from harness.io import iter_jsonl
 from harness.records import Passage
 from tasks.spec import TaskSpec
 
@@ -25,23 +25,6 @@ def _check_file(path: str | Path) -> Path:
     if not p.is_file():
         raise UserError(f"{p}: no such file")
     return p
-
-
-def _iter_jsonl(path: Path) -> Iterator[tuple[str, dict]]:
-    """Yield (location, object) for each non-blank line; location is 'file:line' (1-based)."""
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{where}: malformed JSON ({e.msg} at column {e.colno}); "
-                                f"expected one JSON object per line") from None
-            if not isinstance(obj, dict):
-                raise UserError(f"{where}: expected a JSON object per line, got {type(obj).__name__}")
-            yield where, obj
 
 
 def _iter_parquet(path: Path) -> Iterator[tuple[str, dict]]:
@@ -58,7 +41,7 @@ def _iter_parquet(path: Path) -> Iterator[tuple[str, dict]]:
 
 def _iter_rows(path: str | Path) -> Iterator[tuple[str, dict]]:
     p = _check_file(path)
-    return _iter_parquet(p) if p.suffix.lower() in PARQUET_SUFFIXES else _iter_jsonl(p)
+    return _iter_parquet(p) if p.suffix.lower() in PARQUET_SUFFIXES else iter_jsonl(p)
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
@@ -67,7 +50,7 @@ def read_jsonl(path: str | Path) -> list[dict]:
     Malformed JSON or a line that is not an object is a UserError naming the file and the 1-based line,
     so a hand-edited data file points straight at the broken line.
     """
-    return [obj for _, obj in _iter_jsonl(_check_file(path))]
+    return [obj for _, obj in iter_jsonl(_check_file(path))]
 
 
 def _string_field(row: dict, name: str, where: str) -> str:

@@ -6,7 +6,7 @@ import torch
 
 from imprag.layers import positions_from_mask
 from imprag.model import ImpRAGConfig, ImpRAGModel
-from imprag.testing import byte_tokenizer, tiny_llama
+from imprag.testing import tiny_llama
 
 PROMPTS = ["Q: who wrote it? A:", "Q: x A:", "a longer prompt about the capital of France, Q: A:"]
 PASSAGES = [["Paris is the capital of France.", "Rome is in Italy and old."],
@@ -14,18 +14,7 @@ PASSAGES = [["Paris is the capital of France.", "Rome is in Italy and old."],
             ["Only one passage here."]]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on a shared 2-core box spinning threads cost 10x."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return byte_tokenizer()
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def hf_logits(model, ids, mask, pos):

@@ -9,7 +9,7 @@ from harness.index import build_index
 from imprag.generate import stop_token_ids
 from imprag.layers import positions_from_mask
 from imprag.model import ImpRAGConfig, ImpRAGModel, default_layer_groups, pad
-from imprag.testing import byte_tokenizer, tiny_llama
+from imprag.testing import tiny_llama
 
 PROMPTS = ["Q: who wrote Hamlet? A:", "Q: x A:", "Q: what is the capital of France and why? A:", "hi"]
 DOCS = ["Paris is the capital of France.", "Hamlet was written by Shakespeare.", "Rome.",
@@ -17,18 +17,7 @@ DOCS = ["Paris is the capital of France.", "Hamlet was written by Shakespeare.",
         "Q: x A:", "Bananas are yellow.", "Lorem ipsum dolor sit amet.", "Water boils at 100 C."]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on a shared 2-core box spinning threads cost 10x."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return byte_tokenizer()
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -133,14 +133,14 @@ def test_merge_conflict_names_both_files(tmp_path):
 def test_malformed_jsonl_names_file_and_line(tmp_path):
     p = tmp_path / "bad.jsonl"
     p.write_text(json.dumps(RECORDS[0]) + "\n\n{not json\n", encoding="utf-8")
-    with pytest.raises(UserError, match=r"bad\.jsonl, line 3: malformed JSON"):
+    with pytest.raises(UserError, match=r"bad\.jsonl:3: malformed JSON"):
         read_records([p])
     rec = {k: v for k, v in RECORDS[0].items() if k != "recall"}
     p.write_text(json.dumps(RECORDS[0]) + "\n" + json.dumps(rec) + "\n", encoding="utf-8")
-    with pytest.raises(UserError, match=r"bad\.jsonl, line 2: record is missing key\(s\) recall"):
+    with pytest.raises(UserError, match=r"bad\.jsonl:2: record is missing key\(s\) recall"):
         read_records(p)
     p.write_text(json.dumps(dict(RECORDS[0], em=1.5)) + "\n", encoding="utf-8")
-    with pytest.raises(UserError, match=r"bad\.jsonl, line 1: 'em' must be a number in \[0, 1\]"):
+    with pytest.raises(UserError, match=r"bad\.jsonl:1: 'em' must be a number in \[0, 1\]"):
         read_records(p)
 
 
