@@ -36,7 +36,7 @@ def _resolve(args) -> dict:
         if value:
             cfg[key] = [v for part in value for v in part.split()]
     for key in ("n", "k", "fewshot", "model", "out", "source", "corpus", "batch_size", "seed", "cache_dir",
-                "max_new_tokens", "corpus_limit", "device"):
+                "max_new_tokens", "corpus_limit", "device", "split"):
         value = getattr(args, key, None)
         if value is not None:
             cfg[key] = value
@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--preset", default="quick", help="quick (default) | full | paper")
     r.add_argument("--tasks", nargs="+", help="task names (default: the preset's)")
     r.add_argument("--systems", nargs="+", help="system specs: name or name:key=value,... (e.g. dense:query=oracle)")
+    r.add_argument("--split", choices=("train", "dev", "test"), help="evaluation split (default: the preset's)")
     r.add_argument("--n", type=int, help="examples per task")
     r.add_argument("--all", action="store_true", help="every example of the split")
     r.add_argument("--k", type=int, help="passages retrieved and read")

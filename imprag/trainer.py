@@ -73,6 +73,21 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts)
 
 
+def gather_candidates(ids: list[str], emb: torch.Tensor) -> tuple[list[str], torch.Tensor]:
+    """All ranks' (passage ids, embeddings [n_r, d]) concatenated in rank order; the counts may differ per
+    rank (padded for the all-gather, then cut). This rank's rows keep their gradient."""
+    rank, size = world()
+    if size == 1:
+        return list(ids), emb
+    lists: list = [None] * size
+    dist.all_gather_object(lists, list(ids))
+    n_max = max(1, max(len(x) for x in lists))
+    padded = torch.cat([emb, emb.new_zeros((n_max - emb.shape[0], emb.shape[1]))])
+    full = gather_with_grad(padded)
+    parts = [full[r * n_max:r * n_max + len(lists[r])] for r in range(size)]
+    return [pid for x in lists for pid in x], torch.cat(parts)
+
+
 def batch_indices(n_items: int, step: int, batch_size: int, seed: int) -> list[int]:
     """The global batch of a step: consecutive slices of a seeded permutation per epoch."""
     per_epoch = max(1, n_items // batch_size)
@@ -161,7 +176,7 @@ def train(objective: Objective, items: list, cfg: TrainConfig) -> Path:
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-        values = {k: round(float(v), 5) for k, v in losses.items()}
+        values = {k: round(float(v.detach() if torch.is_tensor(v) else v), 5) for k, v in losses.items()}
         state["step"] = step + 1
         if logf:
             logf.write(json.dumps({"step": step + 1, "lr": sched.get_last_lr()[0], "elapsed_s": round(time.time() - t0, 2),

@@ -1,0 +1,215 @@
+"""ImpRAG's training objective (paper section 4): J = J_gen + lambda * J_ret on one set of weights.
+
+Retrieval items (seen tasks, with pseudo-labelled `Candidates`):
+- J_ret scores the query embedding E_q (layer b, with gradient) against candidate passage embeddings E_p
+  (layer b, with full gradient through the passages: stop-grad was clearly worse in
+  docs/warmup-feasibility.md). Candidates of a query = its own positives P + own hard negatives N_h + the
+  other queries' candidates of the global batch (in-batch negatives, gathered across ranks). A passage id in
+  P(q) is never a negative of q; a passage id that occurs twice in the gathered set counts once.
+  * warmup (the first `warmup_share` of the steps; paper: 3 of 10 epochs): multi-label NCE (Eq. 3) on
+    scores * `score_scale`.
+  * then self-distillation (Eqs. 4-6): P_T = softmax(log P_LM(r | p, q) / tau_t) over q's own P u N_h,
+    each candidate read alone through the middle layers, computed under no_grad; P_R = softmax(s / tau_r)
+    over the same candidates; J_ret = KL(P_T || P_R).
+- J_gen: LM loss on " target\n" given the prompt reading `n_read` of its own candidates (positives first)
+  as prefix KV in layers b..t.
+Instruction items (reading / denoise / sentgen): J_gen without passages; plain items: LM loss on the text.
+J_gen is the mean over all target tokens of the batch.
+
+Score scale: raw dot products of SmolLM2's layer-8 q/k are ~|12| at init; 1/sqrt(head_dim) (the scale the
+model's own attention uses) made the first NCE losses sane in the feasibility run, so it is the default,
+and tau_r defaults to 1/score_scale so P_R in the distillation stage lives on the same scale as the warmup.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from imprag import losses as L
+from imprag.model import ImpRAGModel, pad
+from imprag.trainer import gather_candidates
+
+CONFIG_FILE = "imprag_config.json"
+
+
+@dataclass
+class ObjectiveConfig:
+    """Loss settings (defaults documented in the module docstring and in imprag/train.py's presets)."""
+
+    lam: float = 1.0  # weight of J_ret
+    warmup_share: float = 0.3  # share of steps with the NCE loss (paper: 3 of 10 epochs)
+    score_scale: float | None = None  # None -> 1/sqrt(head_dim)
+    tau_r: float | None = None  # None -> 1/score_scale
+    tau_t: float = 1.0  # Eq. 4 as written: P_T is the posterior over candidates under a uniform prior
+    n_read: int = 2  # own candidates read in J_gen (positives first); 0 = closed-book J_gen
+    max_prompt_tokens: int = 192  # instruction prompts are cut on the left (the question stays)
+    max_target_tokens: int = 48  # targets / plain text are cut on the right
+    query_k: int = 3  # the query is embedded at positions k*l_max, as at inference with k passages
+    bf16: bool = False  # bf16 autocast (3x faster on AMX CPUs; same vectors to cos 0.99999)
+    gen_weight: float = 1.0  # weight of J_gen (0 -> retrieval-only training, for ablations)
+
+
+def target_text(target: str) -> str:
+    """The generated continuation: a space, the answer, the newline that ends decoding."""
+    return f" {target.strip()}\n"
+
+
+class ImpRAGObjective:
+    """The `imprag.trainer.Objective` of ImpRAG. `passage_text(ids) -> texts` as the index embeds them."""
+
+    def __init__(self, model: ImpRAGModel, passage_text, config: ObjectiveConfig | None = None):
+        self.model = model
+        self.passage_text = passage_text
+        self.cfg = config or ObjectiveConfig()
+        self.scale = self.cfg.score_scale or model.runner.head_dim ** -0.5
+        self.tau_r = self.cfg.tau_r or 1.0 / self.scale
+
+    def parameters(self):
+        return self.model.lm.parameters()
+
+    def stage(self, step: int, total_steps: int) -> str:
+        """'warmup' for the first ceil(warmup_share * total) steps, then 'distill'."""
+        return "warmup" if step < warmup_steps(self.cfg.warmup_share, total_steps) else "distill"
+
+    def _autocast(self):
+        return torch.autocast(self.model.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16)
+
+    # ---- retrieval ---------------------------------------------------------------------------------
+    def candidate_scores(self, items: list) -> tuple[Tensor, list[str], Tensor, Tensor]:
+        """Scores [n_q, n_c] of the local queries against the gathered, de-duplicated candidates, with the
+        candidate ids and bool masks positive/negative [n_q, n_c] (own P; everything else that is not P)."""
+        m = self.model
+        local: list[str] = []
+        for it in items:
+            for pid in (*it.candidates.positives, *it.candidates.hard_negatives):
+                if pid not in local:
+                    local.append(pid)
+        ids, mask = pad(m.index_tokens(self.passage_text(local)), m.pad_id, "right")
+        with self._autocast():  # bf16 for the layers; scores and losses below in fp32
+            e_p = m.passage_embeddings(ids.to(m.device), mask.to(m.device)).float()
+        all_ids, e_all = gather_candidates(local, e_p)
+        first = {}
+        for j, pid in enumerate(all_ids):
+            first.setdefault(pid, j)
+        keep = sorted(first.values())
+        all_ids, e_all = [all_ids[j] for j in keep], e_all[keep]
+        q_ids, q_mask = m.prompt_batch([it.prompt for it in items])
+        with self._autocast():
+            e_q = m.query_embeddings(q_ids, q_mask, self.cfg.query_k * m.cfg.l_max).float()
+        positive = torch.tensor([[pid in set(it.candidates.positives) for pid in all_ids] for it in items],
+                                dtype=torch.bool, device=e_q.device)
+        return m.score(e_q, e_all), all_ids, positive, ~positive
+
+    @torch.no_grad()
+    def teacher_loglik(self, items: list) -> tuple[list[list[str]], Tensor]:
+        """log P_LM(target | prompt, one candidate) for each item's own P u N_h: (ids per item, [n_q, c_max]
+        padded with -inf). No gradient: the distillation target is stop-grad (Eq. 6)."""
+        cands = [list(dict.fromkeys((*it.candidates.positives, *it.candidates.hard_negatives))) for it in items]
+        width = max(len(c) for c in cands)
+        out = torch.full((len(items), width), float("-inf"))
+        pairs = [(i, j) for i, c in enumerate(cands) for j in range(len(c))]
+        chunk = 32
+        for s in range(0, len(pairs), chunk):
+            part = pairs[s:s + chunk]
+            with self._autocast():
+                ll = self.model.target_loglik([items[i].prompt for i, _ in part],
+                                              [target_text(items[i].target) for i, _ in part],
+                                              [self.passage_text([cands[i][j]]) for i, j in part])
+            for (i, j), v in zip(part, ll.float().cpu()):
+                out[i, j] = v
+        return cands, out
+
+    def retrieval_loss(self, items: list, stage: str) -> Tensor:
+        scores, all_ids, positive, negative = self.candidate_scores(items)
+        if stage == "warmup":
+            return L.multilabel_nce(scores, positive, negative, scale=self.scale)
+        cands, ll = self.teacher_loglik(items)
+        col = {pid: j for j, pid in enumerate(all_ids)}
+        target = torch.full_like(scores, float("-inf"))
+        for i, c in enumerate(cands):
+            for j, pid in enumerate(c):
+                target[i, col[pid]] = ll[i, j]
+        return L.distillation_kl(scores, target, torch.isfinite(target), tau_r=self.tau_r, tau_t=self.cfg.tau_t)
+
+    # ---- generation ----------------------------------------------------------------------------------
+    def _token_loglik(self, prompts: list[list[int]], targets: list[list[int]], passages) -> Tensor:
+        """Summed target-token log-likelihood over the batch (ids given; `passages` texts per item or None)."""
+        m = self.model
+        ids, mask = pad([p + t for p, t in zip(prompts, targets)], m.pad_id, "left")
+        is_t = torch.zeros_like(mask)
+        for i, t in enumerate(targets):
+            is_t[i, ids.shape[1] - len(t):] = True
+        ids, mask, is_t = ids.to(m.device), mask.to(m.device), is_t.to(m.device)
+        logits = m.forward_logits(ids, mask, passages)[:, :-1]
+        sel = is_t[:, 1:] & mask[:, :-1]  # predicted from a real token (an empty prompt's first token is not)
+        lp = torch.log_softmax(logits[sel].float(), dim=-1)  # logits only where a target token is predicted
+        return lp.gather(-1, ids[:, 1:][sel][:, None]).sum()
+
+    def generation_loss(self, items: list) -> tuple[Tensor, int]:
+        """(summed negative log-likelihood, number of target tokens) of J_gen over `items`."""
+        m, c = self.model, self.cfg
+        total, count = torch.zeros((), device=m.device), 0
+        groups = [[it for it in items if it.kind == "retrieval"], [it for it in items if it.kind != "retrieval"]]
+        for reading, group in zip((True, False), groups):
+            if not group:
+                continue
+            prompts = [p[-c.max_prompt_tokens:] if p else [] for p in m.token_ids([it.prompt for it in group])]
+            targets = [t[:c.max_target_tokens] for t in m.token_ids(
+                [it.target if it.kind == "plain" else target_text(it.target) for it in group])]
+            passages = None
+            if reading and c.n_read > 0:
+                passages = [self.passage_text(list(dict.fromkeys(
+                    (*it.candidates.positives, *it.candidates.hard_negatives)))[:c.n_read]) for it in group]
+            with self._autocast():
+                total = total - self._token_loglik(prompts, targets, passages)
+            count += sum(max(0, len(t) - (0 if p else 1)) for p, t in zip(prompts, targets))
+        return total, count
+
+    def losses(self, batch: list, step: int, total_steps: int) -> dict[str, Tensor]:
+        stage = self.stage(step, total_steps)
+        ret = [it for it in batch if it.kind == "retrieval" and it.candidates is not None]
+        out = {}
+        nll, n_tok = self.generation_loss(batch)
+        out["gen"] = nll / max(1, n_tok)
+        if ret:
+            out["ret"] = self.retrieval_loss(ret, stage)
+        else:  # every rank must run the same collectives: gather an empty candidate set
+            gather_candidates([], torch.zeros((0, self.model.dim), device=self.model.device))
+            out["ret"] = torch.zeros((), device=self.model.device)
+        out["loss"] = self.cfg.gen_weight * out["gen"] + self.cfg.lam * out["ret"]
+        out["distill"] = torch.tensor(float(stage == "distill"))
+        return {"loss": out["loss"], **{k: v for k, v in out.items() if k != "loss"}}
+
+    # ---- checkpoints ---------------------------------------------------------------------------------
+    def save(self, folder: Path) -> None:
+        """An HF folder (safetensors + tokenizer) that harness.lm.load_lm reads, plus imprag_config.json
+        with b/t/l_max/passage_encoding (read by imprag.system.config_from_options)."""
+        folder = Path(folder)
+        self.model.lm.save_pretrained(folder, safe_serialization=True)
+        self.model.tok.save_pretrained(folder)
+        m = self.model
+        (folder / CONFIG_FILE).write_text(json.dumps(
+            {"b": m.b, "t": m.t, "l_max": m.cfg.l_max, "passage_encoding": m.cfg.passage_encoding,
+             "objective": asdict(self.cfg)}, indent=1))
+
+    def load(self, folder: Path) -> None:
+        """Load the weights saved by `save` (exact fp32 values; tied lm_head may be absent)."""
+        from safetensors.torch import load_file
+
+        state = {}
+        for f in sorted(Path(folder).glob("*.safetensors")):
+            state.update(load_file(f, device=str(self.model.device)))
+        missing, unexpected = self.model.lm.load_state_dict(state, strict=False)
+        tied = getattr(self.model.lm.config, "tie_word_embeddings", False)
+        missing = [k for k in missing if not (tied and k == "lm_head.weight")]
+        if missing or unexpected:
+            raise RuntimeError(f"{folder}: checkpoint mismatch: missing={missing} unexpected={unexpected}")
+
+
+def warmup_steps(share: float, total_steps: int) -> int:
+    """Number of NCE (warmup) steps before self-distillation starts."""
+    return min(total_steps, int(-(-share * total_steps // 1)))

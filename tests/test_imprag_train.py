@@ -1,0 +1,173 @@
+"""ImpRAG's training objective on a tiny random model: each loss composition against a hand computation,
+no gradient through the distillation target, in-batch negatives, checkpoints loadable by the harness."""
+import math
+
+import pytest
+import torch
+
+from imprag.candidates import Candidates
+from imprag.model import ImpRAGConfig, ImpRAGModel, pad
+from imprag.objective import ImpRAGObjective, ObjectiveConfig, target_text, warmup_steps
+from imprag.testing import byte_tokenizer, tiny_llama
+from imprag.train_mix import TrainItem
+
+TEXTS = {f"p{i}": f"Title {i}\npassage {i} says the answer is a{i % 4}" for i in range(12)}
+
+
+def texts(ids):
+    return [TEXTS[i] for i in ids]
+
+
+def make(**kw) -> ImpRAGObjective:
+    torch.manual_seed(0)
+    model = ImpRAGModel(tiny_llama(), byte_tokenizer(), ImpRAGConfig(l_max=32))
+    return ImpRAGObjective(model, texts, ObjectiveConfig(**kw))
+
+
+def items():
+    # p1 is a positive of q0 and a hard negative of q1: it must stay a positive (never a negative) for q0.
+    return [TrainItem("r0", "retrieval", "Q: zero? A:", "a0", Candidates(("p0", "p1"), ("p2",))),
+            TrainItem("r1", "retrieval", "Q: one? A:", "a1", Candidates(("p3",), ("p1", "p4")))]
+
+
+def raw_scores(obj, its, ids):
+    m = obj.model
+    pi, pm = pad(m.index_tokens(texts(ids)), m.pad_id, "right")
+    qi, qm = m.prompt_batch([it.prompt for it in its])
+    return m.score(m.query_embeddings(qi, qm, obj.cfg.query_k * m.cfg.l_max), m.passage_embeddings(pi, pm))
+
+
+def test_candidate_masks_in_batch_negatives_exclude_own_positives():
+    obj = make()
+    scores, ids, pos, neg = obj.candidate_scores(items())
+    assert ids == ["p0", "p1", "p2", "p3", "p4"]  # each passage once, though p1 comes from two queries
+    assert pos.tolist() == [[True, True, False, False, False], [False, False, False, True, False]]
+    assert neg.tolist() == [[False, False, True, True, True], [True, True, True, False, True]]
+    assert not (pos & neg).any()
+    assert torch.allclose(scores, raw_scores(obj, items(), ids), atol=1e-5)
+
+
+def test_warmup_loss_equals_hand_computed_nce():
+    obj = make(score_scale=0.5)
+    with torch.no_grad():
+        s = (0.5 * raw_scores(obj, items(), ["p0", "p1", "p2", "p3", "p4"])).tolist()
+        got = obj.retrieval_loss(items(), "warmup").item()
+    neg0 = sum(math.exp(x) for x in s[0][2:])
+    l0 = -sum(math.log(math.exp(s[0][j]) / (math.exp(s[0][j]) + neg0)) for j in (0, 1))
+    neg1 = sum(math.exp(s[1][j]) for j in (0, 1, 2, 4))
+    l1 = -math.log(math.exp(s[1][3]) / (math.exp(s[1][3]) + neg1))
+    assert abs(got - (l0 + l1) / 2) < 1e-4
+
+
+def test_distillation_loss_equals_hand_computed_kl_over_own_candidates():
+    obj = make(score_scale=0.5, tau_t=2.0)  # tau_r defaults to 1/score_scale = 2
+    its = items()
+    m = obj.model
+    with torch.no_grad():
+        s = raw_scores(obj, its, ["p0", "p1", "p2", "p3", "p4"]).tolist()
+        got = obj.retrieval_loss(its, "distill").item()
+        own = [["p0", "p1", "p2"], ["p3", "p1", "p4"]]
+        col = {"p0": 0, "p1": 1, "p2": 2, "p3": 3, "p4": 4}
+        total = 0.0
+        for i, it in enumerate(its):
+            ll = [m.target_loglik([it.prompt], [target_text(it.target)], [[TEXTS[p]]]).item() for p in own[i]]
+            zt = sum(math.exp(x / 2.0) for x in ll)
+            pt = [math.exp(x / 2.0) / zt for x in ll]
+            zr = sum(math.exp(s[i][col[p]] / 2.0) for p in own[i])
+            pr = [math.exp(s[i][col[p]] / 2.0) / zr for p in own[i]]
+            total += sum(t * math.log(t / r) for t, r in zip(pt, pr))
+    assert abs(got - total / 2) < 1e-4
+
+
+def test_no_gradient_flows_through_the_teacher():
+    obj = make()
+    seen = []
+    orig = obj.model.target_loglik
+
+    def spy(*a, **k):
+        seen.append(torch.is_grad_enabled())
+        return orig(*a, **k)
+    obj.model.target_loglik = spy
+    _, ll = obj.teacher_loglik(items())
+    assert seen and not any(seen) and not ll.requires_grad
+    loss = obj.retrieval_loss(items(), "distill")
+    loss.backward()  # the gradient reaches the retrieval path (layers 0..b) only
+    lm = obj.model.lm
+    assert lm.model.layers[0].self_attn.q_proj.weight.grad.abs().sum() > 0
+    assert lm.model.layers[obj.model.b + 1].mlp.up_proj.weight.grad is None  # above b: only the teacher reads
+    assert lm.lm_head.weight.grad is None
+
+
+def test_generation_loss_equals_mean_token_nll():
+    obj = make(n_read=1)
+    m = obj.model
+    ret = items()[0]
+    inst = TrainItem("d", "denoise", "ctx [START] b a [END] A:", "a b")
+    plain = TrainItem("t", "plain", "", "Some plain text.")
+    with torch.no_grad():
+        nll, n = obj.generation_loss([ret, inst, plain])
+        want = -(m.target_loglik([ret.prompt], [target_text(ret.target)], [[TEXTS["p0"]]]).item()
+                 + m.target_loglik([inst.prompt], [target_text(inst.target)]).item())
+        toks = m.token_ids([plain.target])[0]
+        logp = torch.log_softmax(m.forward_logits(torch.tensor([toks]))[0, :-1], -1)
+        want -= logp.gather(-1, torch.tensor(toks[1:])[:, None]).sum().item()
+    n_want = len(m.token_ids([target_text("a0")])[0]) + len(m.token_ids([target_text("a b")])[0]) + len(toks) - 1
+    assert n == n_want
+    assert abs(nll.item() - want) < 1e-3
+    out = obj.losses([ret, inst, plain], 0, 10)
+    assert abs(out["gen"].item() - want / n_want) < 1e-4
+    assert abs(out["loss"].item() - (out["gen"] + obj.cfg.lam * out["ret"]).item()) < 1e-5
+
+
+def test_stage_switch():
+    obj = make(warmup_share=0.3)
+    assert warmup_steps(0.3, 10) == 3
+    assert [obj.stage(s, 10) for s in (0, 2, 3, 9)] == ["warmup", "warmup", "distill", "distill"]
+
+
+def test_checkpoint_loads_in_the_harness_and_the_system(tmp_path):
+    from harness.lm import load_lm
+    from imprag.system import config_from_options
+
+    obj = make()
+    with torch.no_grad():
+        obj.model.lm.model.layers[0].mlp.up_proj.weight.add_(0.01)
+    obj.save(tmp_path)
+    hf, _ = load_lm(str(tmp_path))
+    for (k, a), b in zip(obj.model.lm.state_dict().items(), hf.state_dict().values()):
+        assert torch.equal(a, b), k
+    cfg = config_from_options({}, str(tmp_path))
+    assert (cfg.b, cfg.t, cfg.l_max) == (obj.model.b, obj.model.t, 32)
+    other = make()
+    other.load(tmp_path)
+    assert torch.equal(other.model.lm.model.layers[0].mlp.up_proj.weight, obj.model.lm.model.layers[0].mlp.up_proj.weight)
+
+
+def test_gather_candidates_single_process_is_identity():
+    from imprag.trainer import gather_candidates
+    e = torch.randn(3, 4, requires_grad=True)
+    ids, g = gather_candidates(["a", "b", "c"], e)
+    assert ids == ["a", "b", "c"] and g is e
+
+
+def test_presets_are_complete_and_seen_tasks_only():
+    from harness.errors import UserError
+    from imprag.train import PRESETS, load_examples
+    keys = set(PRESETS["quick"])
+    for name, p in PRESETS.items():
+        assert {"lr", "batch_size", "lam", "tau_t", "warmup_share", "n_read", "l_max", "seed"} <= set(p), name
+        assert set(p["tasks"]) <= {"nq", "hotpotqa"}
+        assert keys - {"epochs"} <= set(p) | {"epochs"}
+    with pytest.raises(UserError):
+        load_examples({**PRESETS["quick"], "tasks": ["nq", "fever"]})
+
+
+def test_answer_positives_labels():
+    from imprag.candidates import pseudo_label_answers
+    ranked = [f"p{i}" for i in range(12)]
+    body = {p: ("the answer is Paris" if p in ("p3", "p7", "p11") else "nothing here") for p in ranked}
+    out = pseudo_label_answers(["q", "r"], [["paris"], ["london"]], lambda qs, k: [ranked[:k]] * len(qs),
+                               lambda ids: [body[i] for i in ids], n_pos=2, n_hard=3, hard_from=5, hard_to=12)
+    assert out[0].positives == ("p3", "p7")  # answer-containing passages, in rank order
+    assert len(out[0].hard_negatives) == 3 and not {"p7", "p11"} & set(out[0].hard_negatives)
+    assert out[1].positives == ("p0", "p1")  # no answer anywhere: the plain top-n_pos
