@@ -7,6 +7,11 @@ from harness.records import Example, Passage
 from harness.system import RunContext
 
 
+def clip_passages(tok, passages: list[Passage], max_tokens: int) -> list[Passage]:
+    """Each passage's text cut to `max_tokens` tokens (title kept), as every explicit reader reads it."""
+    return [Passage(p.id, p.title, truncate_tokens(tok, p.text, max_tokens)) for p in passages]
+
+
 class Reader:
     """Loads the LM named in the run options and answers batches of examples."""
 
@@ -19,7 +24,7 @@ class Reader:
 
     def clip(self, passages: list[Passage]) -> list[Passage]:
         """Each passage cut to `passage_tokens` tokens: the same budget as ImpRAG's l_max."""
-        return [Passage(p.id, p.title, truncate_tokens(self.tok, p.text, self.passage_tokens)) for p in passages]
+        return clip_passages(self.tok, passages, self.passage_tokens)
 
     def answer(self, examples: list[Example], passages: list[list[Passage]] | None = None) -> list[str]:
         """Greedy answers; inputs are length-sorted into batches to waste little on padding."""
