@@ -11,7 +11,7 @@ from harness.errors import UserError
 
 PRESETS = ("quick", "full", "paper")
 # Keys that change predictions: a resumed run must agree on all of them.
-PREDICTION_KEYS = ("source", "corpus", "corpus_limit", "split", "tasks", "n", "k", "fewshot", "model",
+PREDICTION_KEYS = ("source", "corpus", "corpus_limit", "split", "tasks", "n", "k", "fewshot", "model", "dtype",
                    "max_new_tokens", "seed")
 
 

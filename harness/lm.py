@@ -60,10 +60,15 @@ def resolve_model_path(name: str) -> str:
                     "a local folder or a hub id such as meta-llama/Llama-3.2-3B")
 
 
-def load_lm(name: str, dtype: torch.dtype = torch.float32, device: str = "cpu"):
-    """Return (model, tokenizer) in eval mode. The tokenizer pads on the left, for batched generation."""
+def load_lm(name: str, dtype: torch.dtype | str = torch.float32, device: str = "cpu"):
+    """Return (model, tokenizer) in eval mode. The tokenizer pads on the left, for batched generation.
+    `dtype` may be a torch dtype or its name ("float32", "bfloat16", "float16")."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if isinstance(dtype, str):
+        if not isinstance(getattr(torch, dtype, None), torch.dtype):
+            raise UserError(f"unknown dtype {dtype!r}; expected float32, bfloat16 or float16")
+        dtype = getattr(torch, dtype)
     path = resolve_model_path(name)
     tok = AutoTokenizer.from_pretrained(path)
     if tok.pad_token is None:

@@ -74,7 +74,7 @@ class ImpRAGSystem:
     def prepare(self, corpus: Corpus | None, ctx: RunContext) -> None:
         self.ctx = ctx
         name = ctx.opt("checkpoint") or ctx.opt("model", "smollm2-135m")
-        hf, tok = hlm.load_lm(name, device=ctx.opt("device", "cpu"))
+        hf, tok = hlm.load_lm(name, dtype=ctx.opt("dtype", "float32"), device=ctx.opt("device", "cpu"))
         self.model = ImpRAGModel(hf, tok, config_from_options(ctx.options, ctx.opt("checkpoint")))
         self.k = int(ctx.opt("k", 5))
         self.batch_size = int(ctx.opt("batch_size", 8))

@@ -48,3 +48,10 @@ def test_bm25_reader_answers_from_the_retrieved_passage_and_logs_its_query(tmp_p
     cb.prepare(None, ctx)
     (pred,) = cb.predict([ex])
     assert pred.retrieved == [] and pred.query is None and "\n" not in pred.text
+
+
+def test_unknown_dtype_is_a_user_error():
+    from harness.errors import UserError
+    from harness.lm import load_lm
+    with pytest.raises(UserError, match="unknown dtype 'float33'"):
+        load_lm("smollm2-135m", dtype="float33")
