@@ -27,7 +27,9 @@ def load_preset(name: str) -> dict:
 
 @dataclass(frozen=True)
 class SystemSpec:
-    """A system name plus per-system options, written `name` or `name:key=value,key=value`."""
+    """A system name plus per-system options, written `name` or `name:key=value,key=value`.
+
+    The label (the `system` column of the leaderboard) is the text itself, or the `label=` option."""
 
     name: str
     options: dict
@@ -42,7 +44,7 @@ class SystemSpec:
             if not eq or not key:
                 raise UserError(f"system option {part!r} in {text!r} must be key=value")
             opts[key.strip()] = yaml.safe_load(value.strip())
-        return cls(name.strip(), opts, text.strip())
+        return cls(name.strip(), opts, str(opts.get("label", text.strip())))
 
     @property
     def slug(self) -> str:

@@ -53,3 +53,11 @@ def test_build_rejects_bad_records(record, message):
 def test_fever_rejects_unknown_label():
     with pytest.raises(UserError, match="answer 'MAYBE' not in"):
         TASKS.get("fever").build({"id": "f", "statement": "s", "answers": ["MAYBE"]})
+
+
+def test_system_spec_parses_options_and_label():
+    from harness.config import SystemSpec
+    s = SystemSpec.parse("dense:query=oracle,k=10")
+    assert (s.name, s.options, s.label, s.slug) == ("dense", {"query": "oracle", "k": 10}, "dense:query=oracle,k=10",
+                                                    "dense_query_oracle_k_10")
+    assert SystemSpec.parse("imprag:checkpoint=a/b,label=imprag-quick").label == "imprag-quick"
