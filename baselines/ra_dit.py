@@ -190,41 +190,44 @@ def run_ra_it(cfg: dict) -> Path:
                         retriever_pointer={"kind": "dense", "encoder": cfg["encoder"]})
 
 
-def run_ra_dit(cfg: dict) -> Path:
+def _tuned_retriever_then_reader(cfg: dict, name: str, make_trainable, warmup_share: float, lr: float,
+                                 make_retriever) -> Path:
+    """RA-DIT's two steps: train the retriever against the frozen LM (stage 1, skipped when done), then the
+    reader as in RA-IT with the tuned retriever."""
     from harness.lm import load_lm
+
+    out, corpus, mix = _setup(cfg, name)
+    rdir = out / "retriever" / "checkpoint"
+    n_ret = sum(it.kind == "retrieval" for it in mix)
+    if not _stage_done(out / "retriever", _steps(cfg, n_ret, "retriever")):
+        lm, tok = load_lm(cfg["model"], device=cfg["device"])
+        train_retriever(cfg, corpus, mix, make_trainable(lm, tok), lm, tok, out, warmup_share=warmup_share, lr=lr)
+        del lm
+    return train_reader(cfg, corpus, mix, make_retriever(corpus, rdir), out, name, retriever_folder=rdir)
+
+
+def run_ra_dit(cfg: dict) -> Path:
     from baselines.ra_objectives import DenseTrainable
     from baselines.retrievers.dense import DenseEncoder, DenseRetriever
 
-    out, corpus, mix = _setup(cfg, "ra-dit")
-    rdir = out / "retriever" / "checkpoint"
-    n_ret = sum(it.kind == "retrieval" for it in mix)
-    if not _stage_done(out / "retriever", _steps(cfg, n_ret, "retriever")):
-        lm, tok = load_lm(cfg["model"], device=cfg["device"])
+    def trainable(lm, tok):
         enc = DenseEncoder(cfg["encoder"], bf16=False)
         enc.model.to(cfg["device"])
-        train_retriever(cfg, corpus, mix, DenseTrainable(enc), lm, tok, out, warmup_share=0.0,
-                        lr=float(cfg["retriever_lr"]))
-        del lm
-    retriever = DenseRetriever(corpus, _cache(cfg), encoder=str(rdir))
-    return train_reader(cfg, corpus, mix, retriever, out, "ra-dit", retriever_folder=rdir)
+        return DenseTrainable(enc)
+    return _tuned_retriever_then_reader(
+        cfg, "ra-dit", trainable, 0.0, float(cfg["retriever_lr"]),
+        lambda corpus, rdir: DenseRetriever(corpus, _cache(cfg), encoder=str(rdir)))
 
 
 def run_ra_dit_llama(cfg: dict) -> Path:
-    from harness.lm import load_lm
     from baselines.ra_objectives import SliceTrainable
     from baselines.retrievers.lm_slice import LMSliceEncoder, LMSliceRetriever
 
-    out, corpus, mix = _setup(cfg, "ra-dit-llama")
-    rdir = out / "retriever" / "checkpoint"
-    n_ret = sum(it.kind == "retrieval" for it in mix)
-    if not _stage_done(out / "retriever", _steps(cfg, n_ret, "retriever")):
-        lm, tok = load_lm(cfg["model"], device=cfg["device"])
-        enc = LMSliceEncoder.from_lm(lm, tok, b=cfg.get("b"), l_max=int(cfg["l_max"]))
-        train_retriever(cfg, corpus, mix, SliceTrainable(enc), lm, tok, out, warmup_share=float(cfg["warmup_share"]),
-                        lr=float(cfg.get("slice_lr") or cfg["lr"]))
-        del lm, enc
-    retriever = LMSliceRetriever(corpus, _cache(cfg), rdir, device=cfg["device"], bf16=True)
-    return train_reader(cfg, corpus, mix, retriever, out, "ra-dit-llama", retriever_folder=rdir)
+    def trainable(lm, tok):
+        return SliceTrainable(LMSliceEncoder.from_lm(lm, tok, b=cfg.get("b"), l_max=int(cfg["l_max"])))
+    return _tuned_retriever_then_reader(
+        cfg, "ra-dit-llama", trainable, float(cfg["warmup_share"]), float(cfg.get("slice_lr") or cfg["lr"]),
+        lambda corpus, rdir: LMSliceRetriever(corpus, _cache(cfg), rdir, device=cfg["device"], bf16=True))
 
 
 TRAINERS.add("ra-it", Trainer("ra-it", PRESETS, run_ra_it,
