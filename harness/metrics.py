@@ -93,14 +93,23 @@ def recall_at_k(golds: Sequence[str], passages_text: Sequence[str], k: int) -> f
     _check_golds(golds)
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    needles = [n for n in (normalize_answer(g) for g in golds) if n]
-    if not needles:
-        return 0.0
-    for text in list(passages_text)[:k]:
-        hay = normalize_answer(text)
-        if any(n in hay for n in needles):
-            return 1.0
-    return 0.0
+    needles = _needles(golds)
+    return 1.0 if any(_found(needles, text) for text in list(passages_text)[:k]) else 0.0
+
+
+def _needles(golds: Sequence[str]) -> list[str]:
+    return [n for n in (normalize_answer(g) for g in golds) if n]
+
+
+def _found(needles: list[str], text: str) -> bool:
+    hay = normalize_answer(text)
+    return any(n in hay for n in needles)
+
+
+def contains_answer(golds: Sequence[str], text: str) -> bool:
+    """Whether one passage text holds a gold answer by recall@k's test (normalised substring; golds that
+    normalise to "" ignored). Training uses it to pick answer-bearing passages."""
+    return _found(_needles(golds), text)
 
 
 def score_example(prediction: str, golds: Sequence[str], passages_text: Sequence[str] | None,

@@ -39,13 +39,12 @@ def pseudo_label_answers(queries: list[str], golds: list[list[str]], search, pas
     top-`n_pos` when none does; hard negatives are sampled from ranks `hard_from`..`hard_to` among passages
     without an answer. Only ~1/3 of mini-KILT train questions have an answer in MiniLM's top-5, so the plain
     labels are mostly noise, which a few hundred CPU steps cannot average out."""
-    from harness.metrics import normalize_answer
+    from harness.metrics import contains_answer
 
     ranked = search(queries, hard_to)
     out = []
     for i, ids in enumerate(ranked):
-        gs = [g for g in (normalize_answer(x) for x in golds[i]) if g]
-        has = [any(g in normalize_answer(t) for g in gs) for t in passage_text(list(ids))]
+        has = [contains_answer(golds[i], t) for t in passage_text(list(ids))]
         pos = [p for p, h in zip(ids, has) if h][:n_pos] or list(ids[:n_pos])
         pool = [p for p, h in zip(ids[hard_from:hard_to], has[hard_from:hard_to]) if not h and p not in pos]
         rng = random.Random(f"{seed}:{i}:{queries[i]}")

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 
 from harness.corpus import Corpus
-from harness.metrics import normalize_answer
+from harness.metrics import contains_answer
 from harness.records import Example
 from imprag.candidates import Candidates
 
@@ -53,10 +53,9 @@ def reading_items(examples: list[Example], cands: list[Candidates], corpus: Corp
     """Reading comprehension: the first pseudo-positive that contains a gold answer, in context."""
     out = []
     for ex, c in zip(examples, cands):
-        golds = [normalize_answer(g) for g in ex.golds if normalize_answer(g)]
         for pid in c.positives:
             p = corpus[pid]
-            if any(g in normalize_answer(p.as_text()) for g in golds):
+            if contains_answer(ex.golds, p.as_text()):
                 question = ex.meta.get("question", ex.prompt)
                 out.append(TrainItem(f"rc:{ex.id}", "reading", READING.format(context=p.text, question=question),
                                      ex.target))
