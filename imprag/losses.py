@@ -29,14 +29,17 @@ def multilabel_nce(scores: torch.Tensor, positive: torch.Tensor, negative: torch
 
 
 def distillation_kl(scores: torch.Tensor, lm_loglik: torch.Tensor, mask: torch.Tensor,
-                    tau_r: float = 1.0, tau_t: float = 1.0) -> torch.Tensor:
+                    tau_r: float = 1.0, tau_t: float = 1.0, score_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Eqs. 4-6: KL(P_T || P_R) over each query's candidates, mean over queries.
 
     P_T = softmax(log P_LM(r | p, q) / tau_t) is a target: no gradient flows into `lm_loglik`.
     P_R = softmax(s(q, p) / tau_r). `mask` marks the candidates of each query (others are ignored).
+    `score_mask` (a superset of `mask`, default `mask`) widens P_R's normaliser to candidates whose LM
+    likelihood was not computed; they get P_T = 0 (unrelated in-batch / random passages).
     """
+    score_mask = mask if score_mask is None else score_mask | mask
     target = F.softmax(lm_loglik.detach().masked_fill(~mask, NEG_INF) / tau_t, dim=-1)
-    log_r = F.log_softmax(scores.masked_fill(~mask, NEG_INF) / tau_r, dim=-1)
+    log_r = F.log_softmax(scores.masked_fill(~score_mask, NEG_INF) / tau_r, dim=-1)
     log_t = torch.log(target.clamp_min(1e-30))
     kl = torch.where(mask, target * (log_t - log_r), torch.zeros_like(target)).sum(-1)
     return kl.mean()

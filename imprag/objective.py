@@ -10,7 +10,12 @@ Retrieval items (seen tasks, with pseudo-labelled `Candidates`):
     scores * `score_scale`.
   * then self-distillation (Eqs. 4-6): P_T = softmax(log P_LM(r | p, q) / tau_t) over q's own P u N_h,
     each candidate read alone through the middle layers, computed under no_grad; P_R = softmax(s / tau_r)
-    over the same candidates; J_ret = KL(P_T || P_R).
+    over the same candidates (`distill_over="own"`), or over all of C with P_T = 0 on the passages whose
+    likelihood is not computed (`"all"`: in-batch and extra negatives; the paper builds C "as in warmup" but
+    scoring every in-batch passage with the LM is out of a CPU budget); J_ret = KL(P_T || P_R).
+- Extra negatives (imprag.negatives, off by default, on in the CPU presets): `random_negatives` corpus
+  passages per step and a bank of the last `bank_size` candidate embeddings, both stop-grad, appended as
+  negative columns; they stop the hub passages of raw q.k scores from taking over the full-index ranking.
 - J_gen: LM loss on " target\n" given the prompt reading `n_read` of its own candidates (positives first)
   as prefix KV in layers b..t.
 Instruction items (reading / denoise / sentgen): J_gen without passages; plain items: LM loss on the text.
@@ -31,6 +36,7 @@ from torch import Tensor
 
 from imprag import losses as L
 from imprag.model import ImpRAGModel, pad
+from imprag.negatives import BANK_FILE, NegativeBank, random_passages
 from imprag.trainer import gather_candidates
 
 CONFIG_FILE = "imprag_config.json"
@@ -51,6 +57,10 @@ class ObjectiveConfig:
     query_k: int = 3  # the query is embedded at positions k*l_max, as at inference with k passages
     bf16: bool = False  # bf16 autocast (3x faster on AMX CPUs; same vectors to cos 0.99999)
     gen_weight: float = 1.0  # weight of J_gen (0 -> retrieval-only training, for ablations)
+    random_negatives: int = 0  # random corpus passages per step added as (stop-grad) negatives
+    bank_size: int = 0  # recent candidate/random embeddings kept as extra stop-grad negatives (0 = paper)
+    distill_over: str = "own"  # P_R normaliser in self-distillation: "own" P u N_h, or "all" of C (+ extras)
+    seed: int = 0  # random negatives are a function of (seed, step)
 
 
 def target_text(target: str) -> str:
@@ -61,12 +71,19 @@ def target_text(target: str) -> str:
 class ImpRAGObjective:
     """The `imprag.trainer.Objective` of ImpRAG. `passage_text(ids) -> texts` as the index embeds them."""
 
-    def __init__(self, model: ImpRAGModel, passage_text, config: ObjectiveConfig | None = None):
+    def __init__(self, model: ImpRAGModel, passage_text, config: ObjectiveConfig | None = None,
+                 negative_pool: list[str] | None = None):
         self.model = model
         self.passage_text = passage_text
         self.cfg = config or ObjectiveConfig()
+        if self.cfg.distill_over not in ("own", "all"):
+            raise ValueError(f"distill_over: expected 'own' or 'all', got {self.cfg.distill_over!r}")
+        if self.cfg.random_negatives and not negative_pool:
+            raise ValueError("random_negatives needs a negative_pool (the corpus passage ids)")
         self.scale = self.cfg.score_scale or model.runner.head_dim ** -0.5
         self.tau_r = self.cfg.tau_r or 1.0 / self.scale
+        self.negative_pool = list(negative_pool or [])
+        self.bank = NegativeBank(self.cfg.bank_size, model.dim)
 
     def parameters(self):
         return self.model.lm.parameters()
@@ -79,18 +96,38 @@ class ImpRAGObjective:
         return torch.autocast(self.model.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16)
 
     # ---- retrieval ---------------------------------------------------------------------------------
-    def candidate_scores(self, items: list) -> tuple[Tensor, list[str], Tensor, Tensor]:
-        """Scores [n_q, n_c] of the local queries against the gathered, de-duplicated candidates, with the
-        candidate ids and bool masks positive/negative [n_q, n_c] (own P; everything else that is not P)."""
+    def _embed_passages(self, pids: list[str]) -> Tensor:
+        m = self.model
+        ids, mask = pad(m.index_tokens(self.passage_text(pids)), m.pad_id, "right")
+        with self._autocast():  # bf16 for the layers; scores and losses below in fp32
+            return m.passage_embeddings(ids.to(m.device), mask.to(m.device)).float()
+
+    def _extra_negatives(self, fresh: list[str], step: int) -> tuple[list[str], Tensor, int]:
+        """Bank rows + this step's random passages (stop-grad) not among the fresh candidates, and the
+        number of random rows (the last ones)."""
+        taken = set(fresh)
+        rnd = [p for p in random_passages(self.negative_pool, self.cfg.random_negatives, self.cfg.seed, step)
+               if p not in taken]
+        with torch.no_grad():
+            e_rnd = self._embed_passages(rnd) if rnd else torch.zeros((0, self.model.dim), device=self.model.device)
+        taken |= set(rnd)
+        keep = [j for j, pid in enumerate(self.bank.ids) if pid not in taken]
+        ids = [self.bank.ids[j] for j in keep] + rnd
+        emb = torch.cat([self.bank.emb[keep].to(e_rnd.device), e_rnd])
+        return ids, emb, len(rnd)
+
+    def candidate_scores(self, items: list, step: int = 0, extras: bool = True
+                         ) -> tuple[Tensor, list[str], Tensor, Tensor]:
+        """Scores [n_q, n_c] of the local queries against the gathered, de-duplicated candidates, then (if
+        `extras` and configured) the bank and random negatives; with the column ids and bool masks
+        positive/negative [n_q, n_c]: own P (fresh columns only); every column whose id is not in own P."""
         m = self.model
         local: list[str] = []
         for it in items:
             for pid in (*it.candidates.positives, *it.candidates.hard_negatives):
                 if pid not in local:
                     local.append(pid)
-        ids, mask = pad(m.index_tokens(self.passage_text(local)), m.pad_id, "right")
-        with self._autocast():  # bf16 for the layers; scores and losses below in fp32
-            e_p = m.passage_embeddings(ids.to(m.device), mask.to(m.device)).float()
+        e_p = self._embed_passages(local)
         all_ids, e_all = gather_candidates(local, e_p)
         first = {}
         for j, pid in enumerate(all_ids):
@@ -102,7 +139,18 @@ class ImpRAGObjective:
             e_q = m.query_embeddings(q_ids, q_mask, self.cfg.query_k * m.cfg.l_max).float()
         positive = torch.tensor([[pid in set(it.candidates.positives) for pid in all_ids] for it in items],
                                 dtype=torch.bool, device=e_q.device)
-        return m.score(e_q, e_all), all_ids, positive, ~positive
+        scores, negative = m.score(e_q, e_all), ~positive
+        use = extras and (self.cfg.bank_size > 0 or self.cfg.random_negatives > 0)
+        if use:  # the bank is read before this step's rows enter it
+            x_ids, x_emb, n_rnd = self._extra_negatives(all_ids, step)
+            self.bank.push(all_ids + x_ids[len(x_ids) - n_rnd:], torch.cat([e_all.detach(), x_emb[len(x_ids) - n_rnd:]]))
+        if use and x_ids:  # never an own positive: those are fresh candidates, excluded from the extras
+            x_neg = torch.ones((len(items), len(x_ids)), dtype=torch.bool, device=e_q.device)
+            scores = torch.cat([scores, m.score(e_q, x_emb.to(e_q.dtype))], 1)
+            positive = torch.cat([positive, ~x_neg], 1)
+            negative = torch.cat([negative, x_neg], 1)
+            all_ids = all_ids + x_ids
+        return scores, all_ids, positive, negative
 
     @torch.no_grad()
     def teacher_loglik(self, items: list) -> tuple[list[list[str]], Tensor]:
@@ -123,8 +171,9 @@ class ImpRAGObjective:
                 out[i, j] = v
         return cands, out
 
-    def retrieval_loss(self, items: list, stage: str) -> Tensor:
-        scores, all_ids, positive, negative = self.candidate_scores(items)
+    def retrieval_loss(self, items: list, stage: str, step: int = 0) -> Tensor:
+        extras = stage == "warmup" or self.cfg.distill_over == "all"
+        scores, all_ids, positive, negative = self.candidate_scores(items, step, extras=extras)
         if stage == "warmup":
             return L.multilabel_nce(scores, positive, negative, scale=self.scale)
         cands, ll = self.teacher_loglik(items)
@@ -133,7 +182,9 @@ class ImpRAGObjective:
         for i, c in enumerate(cands):
             for j, pid in enumerate(c):
                 target[i, col[pid]] = ll[i, j]
-        return L.distillation_kl(scores, target, torch.isfinite(target), tau_r=self.tau_r, tau_t=self.cfg.tau_t)
+        own = torch.isfinite(target)
+        return L.distillation_kl(scores, target, own, tau_r=self.tau_r, tau_t=self.cfg.tau_t,
+                                 score_mask=negative if self.cfg.distill_over == "all" else None)
 
     # ---- generation ----------------------------------------------------------------------------------
     def _token_loglik(self, prompts: list[list[int]], targets: list[list[int]], passages) -> Tensor:
@@ -176,7 +227,7 @@ class ImpRAGObjective:
         nll, n_tok = self.generation_loss(batch)
         out["gen"] = nll / max(1, n_tok)
         if ret:
-            out["ret"] = self.retrieval_loss(ret, stage)
+            out["ret"] = self.retrieval_loss(ret, stage, step)
         else:  # every rank must run the same collectives: gather an empty candidate set
             gather_candidates([], torch.zeros((0, self.model.dim), device=self.model.device))
             out["ret"] = torch.zeros((), device=self.model.device)
@@ -195,14 +246,19 @@ class ImpRAGObjective:
         (folder / CONFIG_FILE).write_text(json.dumps(
             {"b": m.b, "t": m.t, "l_max": m.cfg.l_max, "passage_encoding": m.cfg.passage_encoding,
              "objective": asdict(self.cfg)}, indent=1))
+        if self.cfg.bank_size > 0:
+            self.bank.save(folder)
 
     def load(self, folder: Path) -> None:
-        """Load the weights saved by `save` (exact fp32 values; tied lm_head may be absent)."""
+        """Load the weights (exact fp32 values; tied lm_head may be absent) and the negative bank saved by
+        `save`."""
         from safetensors.torch import load_file
 
         state = {}
         for f in sorted(Path(folder).glob("*.safetensors")):
-            state.update(load_file(f, device=str(self.model.device)))
+            if f.name != BANK_FILE:
+                state.update(load_file(f, device=str(self.model.device)))
+        self.bank.load(folder)
         missing, unexpected = self.model.lm.load_state_dict(state, strict=False)
         tied = getattr(self.model.lm.config, "tie_word_embeddings", False)
         missing = [k for k in missing if not (tied and k == "lm_head.weight")]

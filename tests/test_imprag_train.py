@@ -21,7 +21,7 @@ def texts(ids):
 def make(**kw) -> ImpRAGObjective:
     torch.manual_seed(0)
     model = ImpRAGModel(tiny_llama(), byte_tokenizer(), ImpRAGConfig(l_max=32))
-    return ImpRAGObjective(model, texts, ObjectiveConfig(**kw))
+    return ImpRAGObjective(model, texts, ObjectiveConfig(**kw), negative_pool=list(TEXTS))
 
 
 def items():
@@ -77,6 +77,68 @@ def test_distillation_loss_equals_hand_computed_kl_over_own_candidates():
             pr = [math.exp(s[i][col[p]] / 2.0) / zr for p in own[i]]
             total += sum(t * math.log(t / r) for t, r in zip(pt, pr))
     assert abs(got - total / 2) < 1e-4
+
+
+def test_distillation_over_all_of_c_gives_zero_target_mass_to_unscored_candidates():
+    obj = make(score_scale=0.5, tau_t=2.0, distill_over="all")
+    its = items()
+    m = obj.model
+    ids = ["p0", "p1", "p2", "p3", "p4"]
+    with torch.no_grad():
+        s = raw_scores(obj, its, ids).tolist()
+        got = obj.retrieval_loss(its, "distill").item()
+        own = [["p0", "p1", "p2"], ["p3", "p1", "p4"]]
+        total = 0.0
+        for i, it in enumerate(its):
+            ll = [m.target_loglik([it.prompt], [target_text(it.target)], [[TEXTS[p]]]).item() for p in own[i]]
+            zt = sum(math.exp(x / 2.0) for x in ll)
+            zr = sum(math.exp(x / 2.0) for x in s[i])  # P_R over all five columns of C
+            for p, x in zip(own[i], ll):
+                t, r = math.exp(x / 2.0) / zt, math.exp(s[i][ids.index(p)] / 2.0) / zr
+                total += t * math.log(t / r)
+    assert abs(got - total / 2) < 1e-4
+
+
+def test_random_and_bank_negatives_are_extra_negative_columns():
+    from imprag.negatives import random_passages
+    obj = make(random_negatives=3, bank_size=20, seed=1)
+    fresh = ["p0", "p1", "p2", "p3", "p4"]
+    rnd0 = [p for p in random_passages(list(TEXTS), 3, 1, 0) if p not in fresh]
+    scores, ids, pos, neg = obj.candidate_scores(items(), step=0)
+    assert ids == fresh + rnd0  # the bank is empty at the first step
+    assert not pos[:, 5:].any() and neg[:, 5:].all()
+    assert pos[:, :5].tolist() == [[True, True, False, False, False], [False, False, False, True, False]]
+    assert torch.allclose(scores, raw_scores(obj, items(), ids), atol=1e-4)
+    assert obj.bank.ids == fresh + rnd0
+    # step 1, only q1: p0 and p2 and the step-0 random passages come back from the bank with their stored vectors
+    stored = dict(zip(obj.bank.ids, obj.bank.emb))
+    with torch.no_grad():  # move the weights: bank rows are stale, fresh ones are not
+        obj.model.lm.model.layers[0].self_attn.q_proj.weight.mul_(1.5)
+        obj.model.lm.model.layers[0].self_attn.k_proj.weight.mul_(1.5)
+    its = items()[1:]
+    rnd1 = [p for p in random_passages(list(TEXTS), 3, 1, 1) if p not in {"p3", "p1", "p4"}]
+    scores, ids, pos, neg = obj.candidate_scores(its, step=1)
+    fresh1 = ["p3", "p1", "p4"]
+    bank = [p for p in fresh + rnd0 if p not in fresh1 and p not in rnd1]
+    assert ids == fresh1 + bank + rnd1
+    qi, qm = obj.model.prompt_batch([its[0].prompt])
+    e_q = obj.model.query_embeddings(qi, qm, obj.cfg.query_k * obj.model.cfg.l_max)
+    want_bank = obj.model.score(e_q, torch.stack([stored[p] for p in bank]))
+    assert torch.allclose(scores[:, 3:3 + len(bank)], want_bank, atol=1e-4)
+    assert torch.allclose(scores[:, 3 + len(bank):], raw_scores(obj, its, rnd1), atol=1e-4)
+    assert neg[0].tolist() == [False, True, True] + [True] * (len(bank) + len(rnd1))
+
+
+def test_negative_bank_keeps_the_newest_unique_rows(tmp_path):
+    from imprag.negatives import NegativeBank
+    bank = NegativeBank(3, 2)
+    bank.push(["a", "b"], torch.tensor([[1.0, 0], [2, 0]]))
+    bank.push(["a", "c", "d"], torch.tensor([[3.0, 0], [4, 0], [5, 0]]))
+    assert bank.ids == ["a", "c", "d"] and bank.emb[:, 0].tolist() == [3, 4, 5]
+    bank.save(tmp_path)
+    other = NegativeBank(3, 2)
+    other.load(tmp_path)
+    assert other.ids == bank.ids and torch.equal(other.emb, bank.emb)
 
 
 def test_no_gradient_flows_through_the_teacher():

@@ -29,7 +29,7 @@ SETUP = textwrap.dedent('''
         torch.manual_seed(0)
         model = ImpRAGModel(tiny_llama(), byte_tokenizer(), ImpRAGConfig(l_max=24))
         return ImpRAGObjective(model, lambda ids: [TEXTS[i] for i in ids],
-                               ObjectiveConfig(n_read=1, warmup_share=0.5, **kw))
+                               ObjectiveConfig(n_read=1, warmup_share=0.5, **kw), negative_pool=list(TEXTS))
 
     def make_items():
         its = [TrainItem(f"r{i}", "retrieval", f"Q: q{i}? A:", f"a{i % 4}",
@@ -50,10 +50,10 @@ def assert_same(a: dict, b: dict) -> None:
         assert torch.equal(a[k], b[k]), k
 
 
-def run_train(out: Path, stop_after=None, steps=6):
+def run_train(out: Path, stop_after=None, steps=6, **kw):
     from imprag.trainer import TrainConfig, train
     cfg = TrainConfig(out=str(out), steps=steps, batch_size=4, lr=1e-3, ckpt_every=2, stop_after=stop_after)
-    return train(make_objective(), make_items(), cfg)
+    return train(make_objective(**kw), make_items(), cfg)
 
 
 def test_resume_after_stop_ends_with_identical_weights(tmp_path):
@@ -68,6 +68,19 @@ def test_resume_after_stop_ends_with_identical_weights(tmp_path):
     assert [r["step"] for r in logs] == list(range(1, 7))
     assert [r["distill"] for r in logs] == [0, 0, 0, 1, 1, 1]
     assert {"gen", "ret", "loss"} <= set(logs[0])
+
+
+def test_resume_with_the_negative_bank_ends_with_identical_weights(tmp_path):
+    from imprag.negatives import BANK_FILE
+    kw = dict(random_negatives=3, bank_size=10, distill_over="all")
+    full = run_train(tmp_path / "full", **kw)
+    run_train(tmp_path / "cut", stop_after=3, **kw)
+    assert (tmp_path / "cut/checkpoint" / BANK_FILE).exists()
+    cut = run_train(tmp_path / "cut", **kw)
+    assert_same(weights(full), weights(cut))
+    plain = run_train(tmp_path / "plain")
+    assert not torch.equal(weights(full)["model.layers.0.self_attn.q_proj.weight"],
+                           weights(plain)["model.layers.0.self_attn.q_proj.weight"])  # the extras changed training
 
 
 def test_staged_training_saves_the_warmup_checkpoint_and_matches(tmp_path):
