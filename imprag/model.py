@@ -153,8 +153,9 @@ class ImpRAGModel(nn.Module):
             self.bottom_prompt_passes += ids.shape[0]
         return h, cos, sin, smask
 
-    def passage_embeddings(self, ids: Tensor, mask: Tensor) -> Tensor:
-        """E_p [n, H_kv*d]: pre-RoPE key at layer b of each (right-padded) passage's last real token."""
+    def passage_features(self, ids: Tensor, mask: Tensor) -> Tensor:
+        """Layer b's normalised input (after input RMSNorm) at each right-padded passage's last real token:
+        E_p = k_proj(features)."""
         r, b, last = self.runner, self.b, last_index(mask)
         pos = positions_from_mask(mask)
         h = r.embed(ids)
@@ -166,15 +167,21 @@ class ImpRAGModel(nn.Module):
         else:  # layer b-1: keys/values of every token, but attention output and MLP for the last one only
             q, k, v = r.project(b - 1, h)
             h_last = r.finish(b - 1, h, q, k, v, cos, sin, smask, keep=last)[:, 0]
-        layer = r.layer(b)
-        return layer.self_attn.k_proj(layer.input_layernorm(h_last))
+        return r.layer(b).input_layernorm(h_last)
+
+    def passage_embeddings(self, ids: Tensor, mask: Tensor) -> Tensor:
+        """E_p [n, H_kv*d]: pre-RoPE key at layer b of each (right-padded) passage's last real token."""
+        return self.runner.layer(self.b).self_attn.k_proj(self.passage_features(ids, mask))
+
+    def query_features(self, ids: Tensor, mask: Tensor, offset: int) -> Tensor:
+        """Layer b's normalised input at each left-padded prompt's last real token: E_q = pooled q_proj(it)."""
+        h, *_ = self.bottom(ids, mask, offset)
+        h_last = h[torch.arange(h.shape[0], device=h.device), last_index(mask)]
+        return self.runner.layer(self.b).input_layernorm(h_last)
 
     def query_embeddings(self, ids: Tensor, mask: Tensor, offset: int) -> Tensor:
         """E_q [n, H_kv*d]: group-averaged pre-RoPE query at layer b of each prompt's last real token."""
-        h, *_ = self.bottom(ids, mask, offset)
-        h_last = h[torch.arange(h.shape[0], device=h.device), last_index(mask)]
-        layer = self.runner.layer(self.b)
-        return self.group_mean(layer.self_attn.q_proj(layer.input_layernorm(h_last)))
+        return self.group_mean(self.runner.layer(self.b).self_attn.q_proj(self.query_features(ids, mask, offset)))
 
     @staticmethod
     def score(e_q: Tensor, e_p: Tensor) -> Tensor:
@@ -182,28 +189,36 @@ class ImpRAGModel(nn.Module):
         return e_q @ e_p.transpose(0, 1)
 
     @torch.no_grad()
-    def embed_passages(self, texts: list[str], batch_size: int = 32, bf16: bool = False) -> np.ndarray:
-        """Index vectors float32 [n, H_kv*d]; length-sorted batches; optional bf16 autocast."""
+    def embed_passages(self, texts: list[str], batch_size: int = 32, bf16: bool = False,
+                       features: bool = False) -> np.ndarray:
+        """Index vectors float32 [n, H_kv*d] (or, with `features`, the layer-b inputs [n, hidden] they are
+        projected from); length-sorted batches; optional bf16 autocast."""
         toks = self.index_tokens(texts)
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        fn = self.passage_features if features else self.passage_embeddings
+        out = np.zeros((len(texts), self.lm.config.hidden_size if features else self.dim), dtype=np.float32)
         order = sorted(range(len(toks)), key=lambda i: len(toks[i]))
         for s in range(0, len(order), batch_size):
             idx = order[s:s + batch_size]
             ids, mask = pad([toks[i] for i in idx], self.pad_id, "right")
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
-                e = self.passage_embeddings(ids.to(self.device), mask.to(self.device))
+                e = fn(ids.to(self.device), mask.to(self.device))
             out[idx] = e.float().cpu().numpy()
         return out
 
     @torch.no_grad()
-    def embed_queries(self, prompts: list[str], batch_size: int = 32, k: int | None = None) -> np.ndarray:
-        """Query vectors float32 [n, H_kv*d], prompts at positions k*l_max.. as in `generate`."""
+    def embed_queries(self, prompts: list[str], batch_size: int = 32, k: int | None = None, bf16: bool = False,
+                      features: bool = False) -> np.ndarray:
+        """Query vectors float32 [n, H_kv*d] (or, with `features`, the layer-b inputs [n, hidden]), prompts at
+        positions k*l_max.. as in `generate`."""
         offset = (self.cfg.k if k is None else k) * self.cfg.l_max
+        fn = self.query_features if features else self.query_embeddings
         parts = []
         for s in range(0, len(prompts), batch_size):
             ids, mask = self.prompt_batch(prompts[s:s + batch_size])
-            parts.append(self.query_embeddings(ids, mask, offset).float().cpu().numpy())
-        return np.concatenate(parts) if parts else np.zeros((0, self.dim), np.float32)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
+                parts.append(fn(ids, mask, offset).float().cpu().numpy())
+        dim = self.lm.config.hidden_size if features else self.dim
+        return np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
 
     # ---- reading ---------------------------------------------------------------------------------------
     def encode_passages_kv(self, passages: list[list[str]]) -> PrefixKV | None:

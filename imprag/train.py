@@ -41,31 +41,32 @@ _COMMON = dict(source="minikilt", corpus="minikilt", corpus_limit=None, tasks=["
                plain_share=0.1, b=None, t=None, passage_encoding="concat", query_k=3, device="cpu", seed=0,
                ckpt_every=25, stop_after=None, save_warmup=True, threads=1, gen_weight=1.0,
                max_prompt_tokens=128, max_target_tokens=32, max_examples=None, epochs=None,
-               random_negatives=0, bank_size=0, distill_over="own")
+               random_negatives=0, bank_size=0, distill_over="own", stage0_steps=0, stage0_lr=3e-3, train_fewshot=0)
 
 # On this CPU (2 cores, ~96 GFLOPS bf16 per core, no AMX) one step costs seconds per passage batch. The CPU
 # presets therefore use l_max 64 (training and index), few candidates with gradient per query, and
 # answer-containing pseudo-positives (imprag.candidates.pseudo_label_answers; the paper's plain top-5 labels
 # are ~2/3 noise on mini-KILT), and J_gen reads the top positive (n_read=1), i.e. a passage with the answer.
-# With 8 queries per step the in-batch negatives never include the passages that raw q.k scores favour for
-# every query (the untrained model retrieves one "hub" passage for all 100 dev questions); 16 random corpus
-# passages per step and a bank of the last 1,024 candidate embeddings (imprag.negatives, stop-grad) are the
-# negatives that remove them, and self-distillation normalises P_R over all of C ("all") so they stay down.
-# Measured step cost (benchmarks/bench_training.py, 2 threads, batch 8, 5 retrieval items, these settings):
+# Stage 0 (imprag.projection_warmup, not in the paper) first fits layer b's q_proj/k_proj on frozen features
+# with every corpus passage as a negative: with 8 queries per step the joint training alone never saw the
+# "hub" passages that raw q.k scores favour for every query (the untrained model retrieves one passage for
+# all 100 dev questions) and lowered recall. Measured on 100+100 seen dev questions (recall@5, full corpus):
+# untrained 0.06/0.17 (nq/hotpotqa), after 1,500 stage-0 steps 0.23/0.39, in 95 s on cached features.
+# The joint stages then adapt the whole model with 16 random corpus passages per step as extra (stop-grad)
+# negatives, and self-distillation normalises P_R over all of C ("all"). Retrieval prompts carry the same
+# 2 demonstrations as the quick/full evaluation presets (train_fewshot), so E_q is trained on its test input.
+# Measured step cost (benchmarks/bench_training.py, 2 threads, batch 8, 5 retrieval items, bare prompts):
 # 4.8 s warmup, 6.8 s self-distillation.
-_CPU = dict(batch_size=8, lr=2e-4, n_pos=2, n_hard=1, answer_positives=True, n_read=1, l_max=64, bf16=True,
-            random_negatives=16, bank_size=1024, distill_over="all", threads=None)
+_CPU = dict(batch_size=8, lr=1e-4, n_pos=2, n_hard=1, answer_positives=True, n_read=1, l_max=64, bf16=True,
+            random_negatives=16, bank_size=0, distill_over="all", threads=None, train_fewshot=2)
 PRESETS = {
-    # The harness's quick budget (~10 min): 80 steps (64 NCE warmup + 16 self-distillation), ~7 min of steps on
-    # a free 2-core machine plus ~1 min of pseudo-labelling and loading; 80% retrieval items; lr 2e-4 (the
-    # feasibility run's 1e-4 was still far from converged after 10 min).
-    "quick": {**_COMMON, **_CPU, "steps": 80, "warmup_share": 0.8, "instruct_share": 0.15, "plain_share": 0.05,
-              "out": "runs/train/imprag-quick"},
-    # ~70 min of steps on a free 2-core machine: 750 steps of 8 items (~1.3 epochs of the 3,182 train
-    # questions); the paper's warmup share 0.3 is raised to 0.8 because the warmup is what moves recall from
-    # its untrained level and a self-distillation step costs 1.4x here; instruction items = 30% of the
-    # retrieval items, plain text 10%.
-    "full": {**_COMMON, **_CPU, "steps": 750, "warmup_share": 0.8, "instruct_share": 0.3,
+    # The harness's quick budget (~10 min on a free 2-core machine): ~4.5 min of stage-0 features (cached
+    # afterwards), 600 stage-0 steps, then 24 joint steps (16 NCE warmup + 8 self-distillation).
+    "quick": {**_COMMON, **_CPU, "stage0_steps": 600, "steps": 24, "warmup_share": 0.67, "instruct_share": 0.15,
+              "plain_share": 0.05, "out": "runs/train/imprag-quick"},
+    # ~35 min on a free 2-core machine: 1,500 stage-0 steps, then 250 joint steps of 8 items (70% NCE warmup,
+    # 30% self-distillation); instruction items = 30% of the retrieval items, plain text 10%.
+    "full": {**_COMMON, **_CPU, "stage0_steps": 1500, "steps": 250, "warmup_share": 0.7, "instruct_share": 0.3,
              "out": "runs/train/imprag-full"},
     # The paper's setting: Llama-3.2-3B (b=7, t=19 from the layer table), real NQ + HotpotQA (5,000 each),
     # Contriever-MSMARCO top-5 positives + 5 hard negatives (plain labels, as in the paper), all 10 read in
@@ -161,15 +162,43 @@ def run(cfg: dict) -> Path:
     cands = candidates(examples, corpus, cfg, out / f"candidates-{key}.jsonl")
     items = build_mix(examples, cands, corpus, seed=cfg["seed"],
                       n_instruct=int(cfg["instruct_share"] * len(examples)), plain_share=cfg["plain_share"])
+    items = with_demonstrations(items, examples, cfg["source"], int(cfg.get("train_fewshot") or 0))
     steps = cfg["steps"] or max(1, cfg["epochs"] * len(items) // cfg["batch_size"])
     if rank == 0:
         kinds = {k: sum(i.kind == k for i in items) for k in sorted({i.kind for i in items})}
         (out / "train_config.json").write_text(json.dumps({**cfg, "resolved_steps": steps, "mix": kinds}, indent=1))
     objective = build_objective(cfg, corpus)
+    if cfg.get("stage0_steps"):
+        from harness.assets import cache_root
+        from imprag.projection_warmup import ProjectionWarmupConfig, run_stage0
+
+        first = {it.id: it for it in items if it.kind == "retrieval"}
+        ret = list(first.values())
+        run_stage0(objective.model, [it.prompt for it in ret], [list(it.candidates.positives) for it in ret],
+                   corpus.ids, corpus.texts, ProjectionWarmupConfig(cfg["stage0_steps"], cfg["stage0_lr"],
+                                                                    seed=cfg["seed"], bf16=cfg["bf16"]),
+                   out, cfg["query_k"], objective.scale, cache_root() / "imprag-stage0")
     tc = TrainConfig(out=str(out), steps=steps, batch_size=cfg["batch_size"], lr=cfg["lr"],
                      weight_decay=cfg["weight_decay"], grad_clip=cfg["grad_clip"], lr_warmup=cfg["lr_warmup"],
                      seed=cfg["seed"], ckpt_every=cfg["ckpt_every"], stop_after=cfg.get("stop_after"))
     return train_in_stages(objective, items, tc, cfg["warmup_share"], bool(cfg.get("save_warmup", True)))
+
+
+def with_demonstrations(items: list, examples: list, source: str, fewshot: int) -> list:
+    """Retrieval items' prompts as the runner builds them with `--fewshot N`: the task's first N train examples
+    as demonstrations, then the prompt, so that E_q is trained on the input it is evaluated on. The
+    demonstrations themselves keep their bare prompt."""
+    if fewshot <= 0:
+        return items
+    from dataclasses import replace as dc_replace
+
+    from harness.prompting import lm_input
+    from harness.registry import TASKS
+
+    demos = {t: TASKS.get(t).load(source, "train")[:fewshot] for t in {ex.task for ex in examples}}
+    full = {f"ret:{ex.id}": lm_input(ex, demos[ex.task]) for ex in examples
+            if ex.id not in {d.id for d in demos[ex.task]}}
+    return [dc_replace(it, prompt=full[it.id]) if it.kind == "retrieval" and it.id in full else it for it in items]
 
 
 def train_in_stages(objective, items: list, tc: TrainConfig, warmup_share: float, save_warmup: bool) -> Path:

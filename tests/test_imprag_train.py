@@ -233,3 +233,36 @@ def test_answer_positives_labels():
     assert out[0].positives == ("p3", "p7")  # answer-containing passages, in rank order
     assert len(out[0].hard_negatives) == 3 and not {"p7", "p11"} & set(out[0].hard_negatives)
     assert out[1].positives == ("p0", "p1")  # no answer anywhere: the plain top-n_pos
+
+
+def test_stage0_features_project_to_the_embeddings_and_the_fit_is_full_corpus_nce(tmp_path):
+    from imprag import losses as L
+    from imprag.projection_warmup import ProjectionWarmupConfig, features, fit_projections, run_stage0
+    obj = make()
+    m = obj.model
+    ids = list(TEXTS)
+    prompts = [it.prompt for it in items()]
+    xq, xp = features(m, prompts, texts(ids), obj.cfg.query_k, False, tmp_path / "cache")
+    q_proj, k_proj = m.runner.layer(m.b).self_attn.q_proj, m.runner.layer(m.b).self_attn.k_proj
+    with torch.no_grad():  # k_proj(features) is E_p, pooled q_proj(features) is E_q
+        assert torch.allclose(k_proj(xp), torch.from_numpy(m.embed_passages(texts(ids))), atol=1e-4)
+        assert torch.allclose(m.group_mean(q_proj(xq)), torch.from_numpy(m.embed_queries(prompts, k=3)), atol=1e-4)
+    assert len(list((tmp_path / "cache").glob("features-*.pt"))) == 1
+    pos = [[0, 1], [3]]
+    with torch.no_grad():
+        s = m.score(m.group_mean(q_proj(xq)), k_proj(xp))
+        mask = torch.zeros_like(s, dtype=torch.bool)
+        mask[0, [0, 1]] = True
+        mask[1, 3] = True
+        want = L.multilabel_nce(s, mask, ~mask, scale=0.125).item()  # all 12 passages are candidates
+    w0 = q_proj.weight.detach().clone()
+    logs = fit_projections(m, xq, xp, pos, ProjectionWarmupConfig(steps=3, lr=1e-2, batch_size=2), 0.125)
+    assert abs(logs[0]["loss"] - want) < 1e-4 and logs[-1]["loss"] < logs[0]["loss"]
+    assert not torch.equal(w0, q_proj.weight)
+    fitted = {k: v.clone() for k, v in q_proj.state_dict().items()}
+    other = make()  # a fresh model loads the saved fit instead of fitting again
+    run_stage0(m, prompts, [["p0", "p1"], ["p3"]], ids, texts(ids), ProjectionWarmupConfig(steps=3), tmp_path,
+               3, 0.125, tmp_path / "cache")
+    run_stage0(other.model, [], [], [], [], ProjectionWarmupConfig(steps=3), tmp_path, 3, 0.125)
+    got = other.model.runner.layer(m.b).self_attn.q_proj.weight
+    assert torch.equal(got, m.runner.layer(m.b).self_attn.q_proj.weight) and not torch.equal(got, fitted["weight"])
