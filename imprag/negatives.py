@@ -9,6 +9,7 @@ computed by slightly older weights, as in cross-batch memory, Wang et al. 2020) 
 contrasted with hundreds of passages for the price of a few forward passes. Gradients from these columns
 reach the query side only.
 
+No preset uses the bank (measured harmful in one run, see imprag.objective); random negatives are used.
 The bank is part of the training state: `save`/`load` write it next to the checkpoint so a resumed run
 ends exactly where an uninterrupted one does.
 """

@@ -13,9 +13,11 @@ Retrieval items (seen tasks, with pseudo-labelled `Candidates`):
     over the same candidates (`distill_over="own"`), or over all of C with P_T = 0 on the passages whose
     likelihood is not computed (`"all"`: in-batch and extra negatives; the paper builds C "as in warmup" but
     scoring every in-batch passage with the LM is out of a CPU budget); J_ret = KL(P_T || P_R).
-- Extra negatives (imprag.negatives, off by default, on in the CPU presets): `random_negatives` corpus
-  passages per step and a bank of the last `bank_size` candidate embeddings, both stop-grad, appended as
-  negative columns; they stop the hub passages of raw q.k scores from taking over the full-index ranking.
+- Extra negatives (imprag.negatives, off by default): `random_negatives` corpus passages per step (the CPU
+  presets use 16) and a bank of the last `bank_size` candidate embeddings, both stop-grad, appended as
+  negative columns, so that passages outside the queries' neighbourhoods are pushed down too. The bank is
+  not used by any preset: with 1,024 rows and lr 2e-4 it made J_gen rise from ~2.3 to ~5 within 50 steps
+  and the model's answers degenerate (results/training/README.md).
 - J_gen: LM loss on " target\n" given the prompt reading `n_read` of its own candidates (positives first)
   as prefix KV in layers b..t.
 Instruction items (reading / denoise / sentgen): J_gen without passages; plain items: LM loss on the text.

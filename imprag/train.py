@@ -5,9 +5,12 @@ Steps of `run(cfg)`:
 2. pseudo-labels from a dense retriever (MiniLM offline, Contriever-MSMARCO on the hub): top-`n_pos`
    positives, `n_hard` hard negatives sampled from ranks 10-50 (imprag.candidates.pseudo_label), cached in
    `<out>/candidates-<settings>.jsonl` so that a resumed run does not redo them;
-3. the mix (imprag.train_mix.build_mix): retrieval items + instruction items + ~10% plain text;
-4. imprag.trainer.train with imprag.objective.ImpRAGObjective; at the warmup -> self-distillation boundary
-   the checkpoint is also copied to `<out>/checkpoint-warmup`, so both stages can be evaluated (Table 3).
+3. the mix (imprag.train_mix.build_mix): retrieval items + instruction items + ~10% plain text; retrieval
+   prompts get the evaluation's demonstrations when `train_fewshot` > 0;
+4. stage 0 when `stage0_steps` > 0 (imprag.projection_warmup, a CPU-budget addition): layer b's q/k projections
+   fitted on frozen features against the whole corpus, saved as `<out>/checkpoint-stage0`;
+5. imprag.trainer.train with imprag.objective.ImpRAGObjective; at the warmup -> self-distillation boundary
+   the checkpoint is also copied to `<out>/checkpoint-warmup`, so every stage can be evaluated (Table 3).
 Evaluate with `imprag-bench run --systems imprag:checkpoint=<out>/checkpoint` (the index is rebuilt from the
 trained weights: it is bound to their digest).
 """
@@ -173,11 +176,17 @@ def run(cfg: dict) -> Path:
         from imprag.projection_warmup import ProjectionWarmupConfig, run_stage0
 
         first = {it.id: it for it in items if it.kind == "retrieval"}
-        ret = list(first.values())
+        ret = [first[k] for k in sorted(first)]  # independent of the mix order: presets share the features
         run_stage0(objective.model, [it.prompt for it in ret], [list(it.candidates.positives) for it in ret],
                    corpus.ids, corpus.texts, ProjectionWarmupConfig(cfg["stage0_steps"], cfg["stage0_lr"],
                                                                     seed=cfg["seed"], bf16=cfg["bf16"]),
                    out, cfg["query_k"], objective.scale, cache_root() / "imprag-stage0")
+        stage0 = out / "checkpoint-stage0"  # evaluable on its own (the contribution of stage 0)
+        if rank == 0 and not stage0.exists() and not (out / "checkpoint").exists():
+            tmp = out / ".checkpoint-stage0.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            objective.save(tmp)
+            os.replace(tmp, stage0)
     tc = TrainConfig(out=str(out), steps=steps, batch_size=cfg["batch_size"], lr=cfg["lr"],
                      weight_decay=cfg["weight_decay"], grad_clip=cfg["grad_clip"], lr_warmup=cfg["lr_warmup"],
                      seed=cfg["seed"], ckpt_every=cfg["ckpt_every"], stop_after=cfg.get("stop_after"))

@@ -266,3 +266,18 @@ def test_stage0_features_project_to_the_embeddings_and_the_fit_is_full_corpus_nc
     run_stage0(other.model, [], [], [], [], ProjectionWarmupConfig(steps=3), tmp_path, 3, 0.125)
     got = other.model.runner.layer(m.b).self_attn.q_proj.weight
     assert torch.equal(got, m.runner.layer(m.b).self_attn.q_proj.weight) and not torch.equal(got, fitted["weight"])
+
+
+def test_retrieval_prompts_get_the_evaluation_demonstrations():
+    from harness.prompting import lm_input
+    from harness.registry import TASKS
+    from imprag.train import with_demonstrations
+    exs = TASKS.get("nq").load("minikilt", "train")[:4]
+    its = [TrainItem(f"ret:{ex.id}", "retrieval", ex.prompt, ex.target) for ex in exs]
+    its.append(TrainItem("d", "denoise", "ctx A:", "x"))
+    got = with_demonstrations(its, exs, "minikilt", 2)
+    demos = exs[:2]  # the runner's load_demos: the task's first train examples
+    assert [it.prompt for it in got[:2]] == [ex.prompt for ex in demos]  # a demonstration is not its own demo
+    assert [it.prompt for it in got[2:4]] == [lm_input(ex, demos) for ex in exs[2:4]]
+    assert got[2].prompt.endswith(exs[2].prompt) and got[2].prompt != exs[2].prompt
+    assert got[4] == its[4] and with_demonstrations(its, exs, "minikilt", 0) == its
