@@ -49,7 +49,8 @@ from baselines.systems import RetrieveRead
 # the baselines train on the same mix (same example selection, seed, pseudo-label settings such as n_pos,
 # n_hard, answer_positives, same instruction / plain shares) for the same steps x batch with the same optimiser,
 # bf16, l_max and prompt/target cuts. Keys of ImpRAG's joint objective (lam, tau_r, score_scale, passage_encoding,
-# t, query_k, gen_weight, save_warmup) are carried but unused; `warmup_share` is RA-DIT-Llama's NCE share.
+# t, query_k, gen_weight, save_warmup, stage0_*, random_negatives, bank_size, distill_over, train_fewshot) are
+# carried but unused; `warmup_share` is RA-DIT-Llama's NCE share.
 _OURS = {
     "encoder": "minilm",       # RA-IT / RA-DIT dense retriever (paper: facebook/contriever-msmarco)
     "k": None,                 # passages read by retrieval items in reader training (None: ImpRAG's n_read)
@@ -70,8 +71,8 @@ def _presets() -> dict[str, dict]:
     out = {}
     for name, imp in IMPRAG.items():
         out[name] = {**_OURS, **imp, "out": None}  # default out: runs/train/<system>-<preset>
-    # CPU quick preset: ImpRAG's quick has 120 steps (~5 min at 1 thread); a distillation step costs 8 frozen-LM
-    # passes per query, so the retriever stage gets 40 steps there (documented budget difference).
+    # CPU quick preset: the retriever stage gets 40 steps (a distillation step costs 8 frozen-LM passes per
+    # query); the reader stage has ImpRAG's quick steps.
     out["quick"]["retriever_steps"] = 40
     return out
 

@@ -53,13 +53,15 @@ _COMMON = dict(source="minikilt", corpus="minikilt", corpus_limit=None, tasks=["
 # Stage 0 (imprag.projection_warmup, not in the paper) first fits layer b's q_proj/k_proj on frozen features
 # with every corpus passage as a negative: with 8 queries per step the joint training alone never saw the
 # "hub" passages that raw q.k scores favour for every query (the untrained model retrieves one passage for
-# all 100 dev questions) and lowered recall. Measured on 100+100 seen dev questions (recall@5, full corpus):
-# untrained 0.06/0.17 (nq/hotpotqa), after 1,500 stage-0 steps 0.23/0.39, in 95 s on cached features.
-# The joint stages then adapt the whole model with 16 random corpus passages per step as extra (stop-grad)
-# negatives, and self-distillation normalises P_R over all of C ("all"). Retrieval prompts carry the same
-# 2 demonstrations as the quick/full evaluation presets (train_fewshot), so E_q is trained on its test input.
+# all 100 dev questions) and lowered recall. The joint stages then adapt the whole model with 16 random corpus
+# passages per step as extra (stop-grad) negatives, and self-distillation normalises P_R over all of C
+# ("all"). Retrieval prompts carry the same 2 demonstrations as the quick/full evaluation presets
+# (train_fewshot), so E_q is trained on its test input. Measured (results/training/README.md, seen dev
+# recall@5, nq/hotpotqa): untrained 0.08/0.17; `full` stage 0 0.22/0.34, after the joint NCE warmup 0.09/0.30,
+# after self-distillation 0.14/0.38 (EM 18/30); self-distillation straight after stage 0 (120 steps) ended at
+# 0.08/0.32, so `full` keeps the paper's order: (stage 0 +) joint NCE warmup, then self-distillation.
 # Measured step cost (benchmarks/bench_training.py, 2 threads, batch 8, 5 retrieval items, bare prompts):
-# 4.8 s warmup, 6.8 s self-distillation.
+# 4.8 s warmup, 6.8 s self-distillation; with the 2-shot retrieval prompts ~6 s and ~9 s.
 _CPU = dict(batch_size=8, lr=1e-4, n_pos=2, n_hard=1, answer_positives=True, n_read=1, l_max=64, bf16=True,
             random_negatives=16, bank_size=0, distill_over="all", threads=None, train_fewshot=2)
 PRESETS = {

@@ -1,7 +1,7 @@
 """Recall and EM of ImpRAG checkpoints against training time, per task group, next to reference systems.
 
 Usage (leaderboards written by `imprag-bench run`; minutes from the training log's `elapsed_s`):
-  python results/training/progress.py --out results/training/progress \
+  .venv/bin/python results/training/progress.py --out results/training/progress \
       --point "untrained" 0 runs/eval/leaderboard.csv "imprag:l_max=64,bf16=true" \
       --point "quick warmup" 5.1 runs/eval/leaderboard.csv "imprag warmup" ... \
       --ref "dense (MiniLM)" runs/eval/leaderboard.csv dense --ref closed-book runs/eval/leaderboard.csv closed-book

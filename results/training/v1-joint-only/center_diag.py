@@ -1,6 +1,6 @@
 """Diagnostic (not project code): recall@3 of the quick ImpRAG checkpoint on 100 seen-dev questions per task,
 with raw query vectors vs query vectors centred by the mean E_q of 500 train prompts (hub-passage check).
-Run from the repo root: .venv/bin/python results/training/center_diag.py"""
+Run from the repo root: .venv/bin/python results/training/v1-joint-only/center_diag.py"""
 import numpy as np, torch
 from pathlib import Path
 from harness.registry import TASKS, SYSTEMS

@@ -1,5 +1,5 @@
 # Diagnostic used for README.md: re-rank MiniLM top-30 of 30 seen-dev questions with ImpRAG scores (R@3), and embedding statistics.
-# Usage: OMP_NUM_THREADS=1 python results/training/rerank_diag.py base runs/train/imprag-quick/checkpoint-warmup runs/train/imprag-quick/checkpoint
+# Usage: OMP_NUM_THREADS=1 python results/training/v1-joint-only/rerank_diag.py base runs/train/imprag-quick/checkpoint-warmup runs/train/imprag-quick/checkpoint
 import json, sys, torch, numpy as np, random
 torch.set_num_threads(1)
 from harness.lm import load_lm
