@@ -104,19 +104,15 @@ class ImpRAGObjective:
         with self._autocast():  # bf16 for the layers; scores and losses below in fp32
             return m.passage_embeddings(ids.to(m.device), mask.to(m.device)).float()
 
-    def _extra_negatives(self, fresh: list[str], step: int) -> tuple[list[str], Tensor, int]:
-        """Bank rows + this step's random passages (stop-grad) not among the fresh candidates, and the
-        number of random rows (the last ones)."""
-        taken = set(fresh)
+    def _extra_negatives(self, fresh: list[str], step: int) -> tuple[list[str], Tensor, list[str], Tensor]:
+        """(bank ids, bank rows, random ids, random embeddings), all stop-grad, none among `fresh`."""
         rnd = [p for p in random_passages(self.negative_pool, self.cfg.random_negatives, self.cfg.seed, step)
-               if p not in taken]
+               if p not in set(fresh)]
         with torch.no_grad():
             e_rnd = self._embed_passages(rnd) if rnd else torch.zeros((0, self.model.dim), device=self.model.device)
-        taken |= set(rnd)
+        taken = set(fresh) | set(rnd)
         keep = [j for j, pid in enumerate(self.bank.ids) if pid not in taken]
-        ids = [self.bank.ids[j] for j in keep] + rnd
-        emb = torch.cat([self.bank.emb[keep].to(e_rnd.device), e_rnd])
-        return ids, emb, len(rnd)
+        return [self.bank.ids[j] for j in keep], self.bank.emb[keep].to(e_rnd.device), rnd, e_rnd
 
     def candidate_scores(self, items: list, step: int = 0, extras: bool = True
                          ) -> tuple[Tensor, list[str], Tensor, Tensor]:
@@ -144,8 +140,9 @@ class ImpRAGObjective:
         scores, negative = m.score(e_q, e_all), ~positive
         use = extras and (self.cfg.bank_size > 0 or self.cfg.random_negatives > 0)
         if use:  # the bank is read before this step's rows enter it
-            x_ids, x_emb, n_rnd = self._extra_negatives(all_ids, step)
-            self.bank.push(all_ids + x_ids[len(x_ids) - n_rnd:], torch.cat([e_all.detach(), x_emb[len(x_ids) - n_rnd:]]))
+            b_ids, b_emb, r_ids, r_emb = self._extra_negatives(all_ids, step)
+            self.bank.push(all_ids + r_ids, torch.cat([e_all.detach(), r_emb]))
+            x_ids, x_emb = b_ids + r_ids, torch.cat([b_emb, r_emb])
         if use and x_ids:  # never an own positive: those are fresh candidates, excluded from the extras
             x_neg = torch.ones((len(items), len(x_ids)), dtype=torch.bool, device=e_q.device)
             scores = torch.cat([scores, m.score(e_q, x_emb.to(e_q.dtype))], 1)
