@@ -201,15 +201,14 @@ def with_demonstrations(items: list, examples: list, source: str, fewshot: int) 
     demonstrations themselves keep their bare prompt."""
     if fewshot <= 0:
         return items
-    from dataclasses import replace as dc_replace
-
     from harness.prompting import lm_input
     from harness.registry import TASKS
+    from harness.runner import load_demos
 
-    demos = {t: TASKS.get(t).load(source, "train")[:fewshot] for t in {ex.task for ex in examples}}
-    full = {f"ret:{ex.id}": lm_input(ex, demos[ex.task]) for ex in examples
-            if ex.id not in {d.id for d in demos[ex.task]}}
-    return [dc_replace(it, prompt=full[it.id]) if it.kind == "retrieval" and it.id in full else it for it in items]
+    demos = {t: load_demos(TASKS.get(t), source, {"fewshot": fewshot}) for t in {ex.task for ex in examples}}
+    demo_ids = {d.id for ds in demos.values() for d in ds}
+    full = {f"ret:{ex.id}": lm_input(ex, demos[ex.task]) for ex in examples if ex.id not in demo_ids}
+    return [replace(it, prompt=full[it.id]) if it.kind == "retrieval" and it.id in full else it for it in items]
 
 
 def train_in_stages(objective, items: list, tc: TrainConfig, warmup_share: float, save_warmup: bool) -> Path:
