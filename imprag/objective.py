@@ -63,6 +63,8 @@ class ObjectiveConfig:
     bank_size: int = 0  # recent candidate/random embeddings kept as extra stop-grad negatives (0 = paper)
     distill_over: str = "own"  # P_R normaliser in self-distillation: "own" P u N_h, or "all" of C (+ extras)
     seed: int = 0  # random negatives are a function of (seed, step)
+    retriever_lr_scale: float = 1.0  # lr multiplier of what E_q/E_p are computed by (layers 0..b-1, layer b's
+    # norm, q_proj, k_proj); the paper trains everything at one lr (1.0)
 
 
 def target_text(target: str) -> str:
@@ -89,6 +91,16 @@ class ImpRAGObjective:
 
     def parameters(self):
         return self.model.lm.parameters()
+
+    def lr_scales(self) -> dict[int, float]:
+        """id(parameter) -> lr multiplier for the trainer: `retriever_lr_scale` on the retriever's own weights
+        (layers 0..b-1 and layer b's input norm, q_proj, k_proj; not the embeddings, which the LM head shares)."""
+        if self.cfg.retriever_lr_scale == 1.0:
+            return {}
+        r, b = self.model.runner, self.model.b
+        attn = r.layer(b).self_attn
+        mods = [r.layer(i) for i in range(b)] + [r.layer(b).input_layernorm, attn.q_proj, attn.k_proj]
+        return {id(p): self.cfg.retriever_lr_scale for m in mods for p in m.parameters()}
 
     def stage(self, step: int, total_steps: int) -> str:
         """'warmup' for the first ceil(warmup_share * total) steps, then 'distill'."""

@@ -48,6 +48,7 @@ class Objective(Protocol):
     """What a trainable method provides to the loop."""
 
     def parameters(self) -> Iterable[torch.nn.Parameter]: ...
+    # optional: def lr_scales(self) -> dict[int, float]: id(parameter) -> multiplier of the lr (default 1)
     def losses(self, batch: list, step: int, total_steps: int) -> dict[str, torch.Tensor]: ...
     def save(self, folder: Path) -> None: ...
     def load(self, folder: Path) -> None: ...
@@ -96,6 +97,16 @@ def batch_indices(n_items: int, step: int, batch_size: int, seed: int) -> list[i
     return perm[pos * batch_size:(pos + 1) * batch_size].tolist()
 
 
+def param_groups(params: list, scales: dict[int, float], cfg: TrainConfig) -> list[dict]:
+    """AdamW groups: weight decay on matrices only, and one group per lr multiplier (`scales`, keyed by
+    id(parameter)); empty groups are dropped so the optimizer state of a run is stable across resumes."""
+    groups: dict[tuple[bool, float], list] = {}
+    for p in params:
+        groups.setdefault((p.ndim >= 2, float(scales.get(id(p), 1.0))), []).append(p)
+    return [{"params": ps, "weight_decay": cfg.weight_decay if decay else 0.0, "lr": cfg.lr * scale}
+            for (decay, scale), ps in sorted(groups.items(), key=lambda kv: (not kv[0][0], -kv[0][1]))]
+
+
 def _lr_lambda(cfg: TrainConfig):
     warm = max(1, int(cfg.lr_warmup * cfg.steps))
 
@@ -131,10 +142,7 @@ def train(objective: Objective, items: list, cfg: TrainConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     params = [p for p in objective.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    opt = torch.optim.AdamW(param_groups(params, getattr(objective, "lr_scales", dict)(), cfg), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
     state = {"step": 0, "config": asdict(cfg), "n_items": len(items)}
     ck = out / "checkpoint"

@@ -83,6 +83,23 @@ def test_resume_with_the_negative_bank_ends_with_identical_weights(tmp_path):
                            weights(plain)["model.layers.0.self_attn.q_proj.weight"])  # the extras changed training
 
 
+def test_retriever_lr_scale_applies_to_the_retriever_weights_only(tmp_path):
+    start = make_objective()
+    b = start.model.b
+    before = {k: v.detach().clone() for k, v in start.model.lm.state_dict().items()}
+    after = weights(run_train(tmp_path / "frozen", steps=2, retriever_lr_scale=0.0))
+    retriever = [f"layers.{i}." for i in range(b)] + [f"layers.{b}.input_layernorm", f"layers.{b}.self_attn.q_proj",
+                                                       f"layers.{b}.self_attn.k_proj"]
+    mine = lambda k: any(r in k for r in retriever)  # noqa: E731
+    key = lambda k: next(s for s in before if s.endswith(k) or k.endswith(s))  # noqa: E731
+    assert sum(map(mine, after)) >= 4 * b  # the layers below b, and layer b's norm and q/k
+    for k, v in after.items():  # frozen (lr 0) exactly where the retriever is; the rest trains
+        assert torch.equal(v, before[key(k)]) == mine(k), k
+    full = run_train(tmp_path / "half", retriever_lr_scale=0.5)  # the groups survive a resume
+    run_train(tmp_path / "cut", stop_after=3, retriever_lr_scale=0.5)
+    assert_same(weights(full), weights(run_train(tmp_path / "cut", retriever_lr_scale=0.5)))
+
+
 def test_staged_training_saves_the_warmup_checkpoint_and_matches(tmp_path):
     from imprag.train import train_in_stages
     from imprag.trainer import TrainConfig
