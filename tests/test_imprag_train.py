@@ -281,3 +281,24 @@ def test_retrieval_prompts_get_the_evaluation_demonstrations():
     assert [it.prompt for it in got[2:4]] == [lm_input(ex, demos) for ex in exs[2:4]]
     assert got[2].prompt.endswith(exs[2].prompt) and got[2].prompt != exs[2].prompt
     assert got[4] == its[4] and with_demonstrations(its, exs, "minikilt", 0) == its
+
+
+def test_projection_fit_saves_a_checkpoint_once_and_respects_skip_if(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from imprag.train import projection_fit
+    monkeypatch.setenv("IMPRAG_BENCH_CACHE", str(tmp_path / "cache"))
+    obj = make()
+    corpus = SimpleNamespace(ids=list(TEXTS), texts=texts(list(TEXTS)))
+    cfg = {"stage0_lr": 1e-2, "seed": 0, "bf16": False, "query_k": 3}
+    q = obj.model.runner.layer(obj.model.b).self_attn.q_proj
+    w0 = q.weight.detach().clone()
+    skipped = projection_fit(obj, items(), corpus, cfg, 3, tmp_path / "s0", tmp_path / "ck-s0", skip_if=tmp_path)
+    assert not skipped.exists() and (tmp_path / "s0/projection-warmup.safetensors").exists()
+    fitted = q.weight.detach().clone()
+    assert not torch.equal(w0, fitted)
+    dst = projection_fit(obj, items(), corpus, cfg, 3, tmp_path / "refit", tmp_path / "ck-refit")
+    assert (dst / "imprag_config.json").exists()
+    again = make()  # a rerun loads the saved fit of the same folder instead of fitting from its own weights
+    projection_fit(again, items(), corpus, cfg, 3, tmp_path / "refit", tmp_path / "ck-refit")
+    assert torch.equal(again.model.runner.layer(again.model.b).self_attn.q_proj.weight, q.weight)
