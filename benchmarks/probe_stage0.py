@@ -25,19 +25,11 @@ import torch
 
 def train_inputs(cfg: dict, corpus, positives: str):
     """(prompts, positive passage ids) of the preset's retrieval items, as imprag.train.run builds them; with
-    `answers50` every passage of MiniLM's top 50 that contains a gold answer is a positive."""
-    from imprag.train import candidates, load_examples, with_demonstrations
-    from imprag.train_mix import build_mix
+    `labels1` only the first; with `answers50` every passage of MiniLM's top 50 that contains a gold answer."""
+    from imprag.train import stage0_inputs, training_items
 
-    examples = load_examples(cfg)
-    key = f"{cfg['retriever']}-p{cfg['n_pos']}-h{cfg['n_hard']}-answer-s{cfg['seed']}"
-    cands = candidates(examples, corpus, cfg, Path(cfg["out"]) / f"candidates-{key}.jsonl")
-    items = build_mix(examples, cands, corpus, seed=cfg["seed"],
-                      n_instruct=int(cfg["instruct_share"] * len(examples)), plain_share=cfg["plain_share"])
-    items = with_demonstrations(items, examples, cfg["source"], int(cfg["train_fewshot"]))
-    first = {it.id: it for it in items if it.kind == "retrieval"}
-    ret = [first[k] for k in sorted(first)]
-    prompts, pos = [it.prompt for it in ret], [list(it.candidates.positives) for it in ret]
+    examples, items = training_items(cfg, corpus, Path(cfg["out"]))
+    prompts, pos = stage0_inputs(items)
     if positives == "labels1":
         pos = [p[:1] for p in pos]
     if positives == "answers50":
@@ -46,13 +38,12 @@ def train_inputs(cfg: dict, corpus, positives: str):
         from harness.metrics import contains_answer
 
         by_id = {f"ret:{ex.id}": ex for ex in examples}
-        exs = [by_id[it.id] for it in ret]
+        exs = [by_id[k] for k in sorted({it.id for it in items if it.kind == "retrieval"})]
         ranked = DenseRetriever(corpus, cache_root(), encoder="minilm").search(
             [ex.queries.get("prompt", ex.prompt) for ex in exs], 50)
-        pos = []
-        for ex, ids, old in zip(exs, ranked, [list(it.candidates.positives) for it in ret]):
-            hit = [p for p, t in zip(ids, (q.as_text() for q in corpus.get_many(list(ids)))) if contains_answer(ex.golds, t)]
-            pos.append(hit or old)
+        texts = lambda ids: (p.as_text() for p in corpus.get_many(list(ids)))  # noqa: E731
+        pos = [[p for p, t in zip(ids, texts(ids)) if contains_answer(ex.golds, t)] or old
+               for ex, ids, old in zip(exs, ranked, pos)]
     return prompts, pos
 
 
@@ -73,12 +64,13 @@ def dev_inputs(tasks: list[str], n: int, fewshot: int):
 
 def recall(model, xq: torch.Tensor, xp: torch.Tensor, golds: list, hay: list[str], k: int = 5) -> float:
     """Answer-in-top-k rate of the current projections (harness.metrics' normalised substring test)."""
-    from harness.metrics import _needles
+    from harness.metrics import normalize_answer
 
     q_proj, k_proj = model.runner.layer(model.b).self_attn.q_proj, model.runner.layer(model.b).self_attn.k_proj
     with torch.no_grad():
         top = model.score(model.group_mean(q_proj(xq)), k_proj(xp)).topk(k, dim=1).indices.tolist()
-    return float(np.mean([any(n in hay[j] for j in row for n in _needles(g)) for row, g in zip(top, golds)]))
+    needles = [[n for n in map(normalize_answer, g) if n] for g in golds]
+    return float(np.mean([any(n in hay[j] for j in row for n in ns) for row, ns in zip(top, needles)]))
 
 
 def main() -> None:

@@ -170,13 +170,7 @@ def run(cfg: dict) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     rank, _ = world()
     corpus = load_corpus(cfg["corpus"], cfg.get("corpus_limit"))
-    examples = load_examples(cfg)
-    key = (f"{cfg['retriever'].replace('/', '_')}-p{cfg['n_pos']}-h{cfg['n_hard']}"
-           f"{'-answer' if cfg['answer_positives'] else ''}-s{cfg['seed']}")
-    cands = candidates(examples, corpus, cfg, out / f"candidates-{key}.jsonl")
-    items = build_mix(examples, cands, corpus, seed=cfg["seed"],
-                      n_instruct=int(cfg["instruct_share"] * len(examples)), plain_share=cfg["plain_share"])
-    items = with_demonstrations(items, examples, cfg["source"], int(cfg.get("train_fewshot") or 0))
+    examples, items = training_items(cfg, corpus, out)
     steps = cfg["steps"] or max(1, cfg["epochs"] * len(items) // cfg["batch_size"])
     if rank == 0:
         kinds = {k: sum(i.kind == k for i in items) for k in sorted({i.kind for i in items})}
@@ -196,6 +190,26 @@ def run(cfg: dict) -> Path:
     return projection_fit(objective, items, corpus, cfg, cfg["refit_steps"], out / "refit", out / "checkpoint-refit")
 
 
+def training_items(cfg: dict, corpus, out: Path) -> tuple[list, list]:
+    """(examples, training mix) of the settings `cfg`: pseudo-labels (cached in `out`), the mix, and the
+    evaluation's demonstrations on the retrieval prompts."""
+    examples = load_examples(cfg)
+    key = (f"{cfg['retriever'].replace('/', '_')}-p{cfg['n_pos']}-h{cfg['n_hard']}"
+           f"{'-answer' if cfg['answer_positives'] else ''}-s{cfg['seed']}")
+    cands = candidates(examples, corpus, cfg, out / f"candidates-{key}.jsonl")
+    items = build_mix(examples, cands, corpus, seed=cfg["seed"],
+                      n_instruct=int(cfg["instruct_share"] * len(examples)), plain_share=cfg["plain_share"])
+    return examples, with_demonstrations(items, examples, cfg["source"], int(cfg.get("train_fewshot") or 0))
+
+
+def stage0_inputs(items: list) -> tuple[list[str], list[list[str]]]:
+    """(prompts, positive passage ids) of the retrieval items, one per question in id order: independent of
+    the mix order, so presets (and benchmarks/probe_stage0.py) share the cached stage-0 features."""
+    first = {it.id: it for it in items if it.kind == "retrieval"}
+    ret = [first[k] for k in sorted(first)]
+    return [it.prompt for it in ret], [list(it.candidates.positives) for it in ret]
+
+
 def projection_fit(objective, items: list, corpus, cfg: dict, n_steps: int, work: Path, dst: Path,
                    skip_if: Path | None = None) -> Path:
     """Fit layer b's q_proj/k_proj against the whole corpus on the current model's frozen features
@@ -204,11 +218,9 @@ def projection_fit(objective, items: list, corpus, cfg: dict, n_steps: int, work
     from harness.assets import cache_root
     from imprag.projection_warmup import ProjectionWarmupConfig, run_stage0
 
-    first = {it.id: it for it in items if it.kind == "retrieval"}
-    ret = [first[k] for k in sorted(first)]  # independent of the mix order: presets share the features
+    prompts, positives = stage0_inputs(items)
     work.mkdir(parents=True, exist_ok=True)
-    run_stage0(objective.model, [it.prompt for it in ret], [list(it.candidates.positives) for it in ret],
-               corpus.ids, corpus.texts, ProjectionWarmupConfig(n_steps, cfg["stage0_lr"], seed=cfg["seed"],
+    run_stage0(objective.model, prompts, positives, corpus.ids, corpus.texts, ProjectionWarmupConfig(n_steps, cfg["stage0_lr"], seed=cfg["seed"],
                                                                 bf16=cfg["bf16"]),
                work, cfg["query_k"], objective.scale, cache_root() / "imprag-stage0")
     if world()[0] == 0 and not dst.exists() and not (skip_if is not None and skip_if.exists()):
