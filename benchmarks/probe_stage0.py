@@ -79,6 +79,7 @@ def main() -> None:
     ap.add_argument("--positives", nargs="+", default=["labels"], choices=["labels", "labels1", "answers50"])
     ap.add_argument("--steps", type=int, nargs="+", default=[1500])
     ap.add_argument("--lr", type=float, nargs="+", default=[3e-3])
+    ap.add_argument("--cosine", action="store_true", help="cosine lr decay over each fit")
     ap.add_argument("--l-max", type=int, default=None, help="passage tokens (default: the full preset's)")
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
@@ -118,9 +119,10 @@ def main() -> None:
             attn.k_proj.load_state_dict(init[1])
             positives = [[row[p] for p in ps if p in row] for ps in labels[pos_kind][1]]
             t0 = time.time()
-            fit_projections(model, xq, xp, positives, ProjectionWarmupConfig(steps, lr), model_scale(model))
+            fit_projections(model, xq, xp, positives, ProjectionWarmupConfig(steps, lr, cosine=a.cosine), model_scale(model))
             r = {t: recall(model, xdev[t], xp, g, hay) for t, (_, g) in dev.items()}
-            rows.append({"b": b, "l_max": cfg["l_max"], "positives": pos_kind, "steps": steps, "lr": lr, **r,
+            rows.append({"b": b, "l_max": cfg["l_max"], "positives": pos_kind, "steps": steps, "lr": lr,
+                         "cosine": a.cosine, **r,
                          "seen": float(np.mean(list(r.values()))), "fit_s": round(time.time() - t0, 1)})
             print(rows[-1], flush=True)
         attn.q_proj.load_state_dict(init[0])

@@ -38,6 +38,8 @@ class ProjectionWarmupConfig:
     batch_size: int = 64  # queries per step; every corpus passage is a negative of each
     seed: int = 0
     bf16: bool = True  # autocast for the feature pass only; the fit runs in fp32
+    cosine: bool = False  # cosine lr decay to 0 over the steps (constant lr otherwise; dev recall oscillates
+    # along a constant-lr fit, results/training/README.md)
 
 
 def projection_modules(model: ImpRAGModel) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -77,6 +79,7 @@ def fit_projections(model: ImpRAGModel, xq: torch.Tensor, xp: torch.Tensor, posi
     q_proj, k_proj = projection_modules(model)
     params = [*q_proj.parameters(), *k_proj.parameters()]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, cfg.steps)) if cfg.cosine else None
     usable = [i for i, p in enumerate(positives) if p]
     gen = torch.Generator().manual_seed(cfg.seed)
     dev = next(q_proj.parameters()).device
@@ -94,6 +97,8 @@ def fit_projections(model: ImpRAGModel, xq: torch.Tensor, xp: torch.Tensor, posi
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if sched is not None:
+            sched.step()
         logs.append({"step": step + 1, "loss": round(loss.item(), 5)})
     return logs
 

@@ -302,3 +302,17 @@ def test_projection_fit_saves_a_checkpoint_once_and_respects_skip_if(tmp_path, m
     again = make()  # a rerun loads the saved fit of the same folder instead of fitting from its own weights
     projection_fit(again, items(), corpus, cfg, 3, tmp_path / "refit", tmp_path / "ck-refit")
     assert torch.equal(again.model.runner.layer(again.model.b).self_attn.q_proj.weight, q.weight)
+
+
+def test_stage0_cosine_schedule_halves_the_second_of_two_adam_steps(tmp_path):
+    from imprag.projection_warmup import ProjectionWarmupConfig, features, fit_projections
+    weights = {}
+    for steps, cosine in ((1, False), (2, False), (2, True)):
+        obj = make()
+        m = obj.model
+        xq, xp = features(m, [it.prompt for it in items()], texts(list(TEXTS)), 3, False)
+        fit_projections(m, xq, xp, [[0, 1], [3]], ProjectionWarmupConfig(steps, 1e-2, batch_size=2, cosine=cosine), 0.125)
+        weights[steps, cosine] = m.runner.layer(m.b).self_attn.q_proj.weight.detach().clone()
+    one = weights[1, False]  # cosine over 2 steps: lr, then lr * (1 + cos(pi/2)) / 2 = lr / 2
+    assert torch.allclose(weights[2, True] - one, 0.5 * (weights[2, False] - one), atol=1e-6)
+    assert not torch.equal(weights[2, True], weights[2, False])
