@@ -118,11 +118,12 @@ class ImpRAGObjective:
 
     def _extra_negatives(self, fresh: list[str], step: int) -> tuple[list[str], Tensor, list[str], Tensor]:
         """(bank ids, bank rows, random ids, random embeddings), all stop-grad, none among `fresh`."""
+        taken = set(fresh)
         rnd = [p for p in random_passages(self.negative_pool, self.cfg.random_negatives, self.cfg.seed, step)
-               if p not in set(fresh)]
+               if p not in taken]
         with torch.no_grad():
             e_rnd = self._embed_passages(rnd) if rnd else torch.zeros((0, self.model.dim), device=self.model.device)
-        taken = set(fresh) | set(rnd)
+        taken |= set(rnd)
         keep = [j for j, pid in enumerate(self.bank.ids) if pid not in taken]
         return [self.bank.ids[j] for j in keep], self.bank.emb[keep].to(e_rnd.device), rnd, e_rnd
 

@@ -220,9 +220,9 @@ def projection_fit(objective, items: list, corpus, cfg: dict, n_steps: int, work
 
     prompts, positives = stage0_inputs(items)
     work.mkdir(parents=True, exist_ok=True)
-    run_stage0(objective.model, prompts, positives, corpus.ids, corpus.texts, ProjectionWarmupConfig(n_steps, cfg["stage0_lr"], seed=cfg["seed"],
-                                                                bf16=cfg["bf16"]),
-               work, cfg["query_k"], objective.scale, cache_root() / "imprag-stage0")
+    fit = ProjectionWarmupConfig(n_steps, cfg["stage0_lr"], seed=cfg["seed"], bf16=cfg["bf16"])
+    run_stage0(objective.model, prompts, positives, corpus.ids, corpus.texts, fit, work, cfg["query_k"],
+               objective.scale, cache_root() / "imprag-stage0")
     if world()[0] == 0 and not dst.exists() and not (skip_if is not None and skip_if.exists()):
         tmp = dst.with_name(f".{dst.name}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
