@@ -1,47 +1,30 @@
-"""One-off probe of session 4 (results in ../session4.csv). Overfitting check of the stage-0 linear fit: label hit@5 (a pseudo-positive in the top 5) on fitted vs
-held-out training questions (300 held out), and seen-dev recall@5, after 500/1,000/1,500 steps.
-Usage (repository root, after the full preset's stage-0 features are cached): python results/training/stage0-probe/session4/diag.py
+"""One-off probe of session 4 (results in ../session4.csv). Over-fitting check of the stage-0 linear fit:
+label hit@5 (a pseudo-positive in the top 5) on fitted vs held-out training questions (300 held out), and
+seen-dev recall@5, after 500/1,000/1,500 steps.
+Usage: python results/training/stage0-probe/session4/diag.py
 """
-import sys
-
 import numpy as np
 import torch
+from common import dev_recall, setup
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[4]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-torch.set_num_threads(2)
-from probe_stage0 import dev_inputs, model_scale, recall, train_inputs
+from imprag.projection_warmup import ProjectionWarmupConfig, fit_projections
 
-from harness.assets import cache_root
-from harness.lm import load_lm
-from harness.metrics import normalize_answer
-from imprag.model import ImpRAGConfig, ImpRAGModel
-from imprag.projection_warmup import ProjectionWarmupConfig, features, fit_projections
-from imprag.train import PRESETS
-from tasks.corpora import load_corpus
-
-cfg = dict(PRESETS["full"]); corpus = load_corpus(cfg["corpus"])
-hay = [normalize_answer(t) for t in corpus.texts]; row = {p: j for j, p in enumerate(corpus.ids)}
-dev = dev_inputs(cfg["tasks"], 100, cfg["train_fewshot"])
-hf, tok = load_lm(cfg["model"])
-prompts, pos = train_inputs(cfg, corpus, "labels")
-model = ImpRAGModel(hf, tok, ImpRAGConfig(b=8, t=20, l_max=64, k=3))
-xq, xp = features(model, prompts, corpus.texts, 3, True, cache_root() / "imprag-stage0")
-print("prompt lens", np.percentile([len(x) for x in model.token_ids(prompts)], [50, 90, 100]))
-xdev = {t: torch.from_numpy(model.embed_queries(ps, 32, k=5, bf16=True, features=True)) for t, (ps, _) in dev.items()}
-P = [[row[p] for p in ps if p in row] for ps in pos]
-g = torch.Generator().manual_seed(1); perm = torch.randperm(len(P), generator=g).tolist()
+s = setup()
+perm = torch.randperm(len(s.P), generator=torch.Generator().manual_seed(1)).tolist()
 hold = set(perm[:300])
-Pfit = [([] if i in hold else p) for i, p in enumerate(P)]
-def labhit(idx):
-    a = model.runner.layer(8).self_attn
+p_fit = [([] if i in hold else p) for i, p in enumerate(s.P)]
+
+
+def label_hit(idx: list[int]) -> float:
     with torch.no_grad():
-        top = model.score(model.group_mean(a.q_proj(xq[idx])), a.k_proj(xp)).topk(5, dim=1).indices.tolist()
-    return np.mean([bool(set(t) & set(P[i])) for t, i in zip(top, idx)])
-fitidx = [i for i in perm[300:900]]; holdidx = sorted(hold)
-print("init", labhit(fitidx), labhit(holdidx))
-for s in [500, 1000, 1500]:
-    fit_projections(model, xq, xp, Pfit, ProjectionWarmupConfig(500, 3e-3, seed=s), model_scale(model))
-    r = {t: recall(model, xdev[t], xp, gg, hay) for t, (_, gg) in dev.items()}
-    print(s, "train-labhit", labhit(fitidx), "heldout-labhit", labhit(holdidx), "dev", r, flush=True)
+        e_q = s.model.group_mean(s.attn.q_proj(s.xq[idx]))
+        top = s.model.score(e_q, s.attn.k_proj(s.xp)).topk(5, dim=1).indices.tolist()
+    return float(np.mean([bool(set(t) & set(s.P[i])) for t, i in zip(top, idx)]))
+
+
+fit_idx, hold_idx = perm[300:900], sorted(hold)
+print("init", label_hit(fit_idx), label_hit(hold_idx))
+for seed in [500, 1000, 1500]:  # three 500-step fits in a row (fresh Adam each): 500, 1,000, 1,500 steps in all
+    fit_projections(s.model, s.xq, s.xp, p_fit, ProjectionWarmupConfig(500, 3e-3, seed=seed), s.scale)
+    print(seed, "train-labhit", label_hit(fit_idx), "heldout-labhit", label_hit(hold_idx), "dev", dev_recall(s)[0],
+          flush=True)
