@@ -163,10 +163,7 @@ def fit_layer(model: ImpRAGModel, xq: LayerInputs, xp: LayerInputs, positives: l
             e_q = query_embeddings(model, xq.take(idx)).float()
             e_p = passage_embeddings(model, xp.take(fresh.cpu())).float()
         scores = (e_q @ stale.T).index_copy(1, fresh, e_q @ e_p.T)
-        pos = torch.zeros_like(scores, dtype=torch.bool)
-        for r, i in enumerate(idx):
-            pos[r, positives[i]] = True
-        loss = L.multilabel_nce(scores, pos, ~pos, scale=scale)
+        loss = L.corpus_nce(scores, [positives[i] for i in idx], scale=scale)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(layer_params + proj_params, cfg.grad_clip)

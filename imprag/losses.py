@@ -28,6 +28,15 @@ def multilabel_nce(scores: torch.Tensor, positive: torch.Tensor, negative: torch
     return per_query[has_pos].mean() if has_pos.any() else scores.sum() * 0.0
 
 
+def corpus_nce(scores: torch.Tensor, positives: list[list[int]], scale: float = 1.0) -> torch.Tensor:
+    """Eq. 3 with every column that is not a positive as a negative: `scores` [B, n] (e.g. against a whole
+    corpus), `positives[r]` the positive columns of row r."""
+    pos = torch.zeros_like(scores, dtype=torch.bool)
+    for r, cols in enumerate(positives):
+        pos[r, cols] = True
+    return multilabel_nce(scores, pos, ~pos, scale=scale)
+
+
 def distillation_kl(scores: torch.Tensor, lm_loglik: torch.Tensor, mask: torch.Tensor,
                     tau_r: float = 1.0, tau_t: float = 1.0, score_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Eqs. 4-6: KL(P_T || P_R) over each query's candidates, mean over queries.

@@ -90,10 +90,7 @@ def fit_projections(model: ImpRAGModel, xq: torch.Tensor, xp: torch.Tensor, posi
             order += [usable[j] for j in torch.randperm(len(usable), generator=gen).tolist()]
         idx, order = order[:cfg.batch_size], order[cfg.batch_size:]
         scores = model.score(model.group_mean(q_proj(xq[idx])), k_proj(xp))
-        pos = torch.zeros_like(scores, dtype=torch.bool)
-        for r, i in enumerate(idx):
-            pos[r, positives[i]] = True
-        loss = L.multilabel_nce(scores, pos, ~pos, scale=scale)
+        loss = L.corpus_nce(scores, [positives[i] for i in idx], scale=scale)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

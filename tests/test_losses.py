@@ -3,7 +3,7 @@ import math
 
 import torch
 
-from imprag.losses import distillation_kl, generation_loss, multilabel_nce, sequence_loglik
+from imprag.losses import corpus_nce, distillation_kl, generation_loss, multilabel_nce, sequence_loglik
 
 
 def test_multilabel_nce_worked_example():
@@ -27,6 +27,16 @@ def test_multilabel_nce_positives_do_not_compete_and_masked_candidates_are_ignor
     neg = torch.tensor([[False, False, True, False]])  # the 4th candidate belongs to no set
     per = -math.log(math.exp(3) / (math.exp(3) + 1))
     assert abs(multilabel_nce(s, pos, neg).item() - 2 * per) < 1e-6
+
+
+def test_corpus_nce_takes_every_non_positive_column_as_a_negative():
+    # row 0: positive column 1 against columns 0 and 2; row 1: positives 0 and 2 each against column 1
+    s = torch.tensor([[1.0, 2.0, 0.0], [0.5, 1.0, -1.0]])
+    lse = lambda *xs: math.log(sum(math.exp(x) for x in xs))  # noqa: E731
+    row0 = -(2.0 - lse(2.0, 1.0, 0.0))
+    row1 = -(0.5 - lse(0.5, 1.0)) - (-1.0 - lse(-1.0, 1.0))
+    assert abs(corpus_nce(s, [[1], [0, 2]]).item() - (row0 + row1) / 2) < 1e-6
+    assert abs(corpus_nce(2 * s, [[1], [0, 2]], scale=0.5).item() - (row0 + row1) / 2) < 1e-6
 
 
 def test_distillation_kl_worked_example_and_no_gradient_to_target():

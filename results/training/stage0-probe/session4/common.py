@@ -62,12 +62,9 @@ def dev_recall(s: SimpleNamespace, xp: torch.Tensor | None = None) -> tuple[dict
 
 def nce(s: SimpleNamespace, idx: list[int], scores: torch.Tensor) -> torch.Tensor:
     """Eq. 3 over the whole corpus with the pseudo-positives of queries `idx` (as fit_projections)."""
-    from imprag import losses as L
+    from imprag.losses import corpus_nce
 
-    pos = torch.zeros_like(scores, dtype=torch.bool)
-    for r, i in enumerate(idx):
-        pos[r, s.P[i]] = True
-    return L.multilabel_nce(scores, pos, ~pos, scale=s.scale)
+    return corpus_nce(scores, [s.P[i] for i in idx], scale=s.scale)
 
 
 def fit(s: SimpleNamespace, loss_fn, usable: list[int], lr: float = 3e-3, steps: int = 3000,
