@@ -8,7 +8,7 @@ stage-0 fit of `--stage0-steps`.
 
 Usage: python benchmarks/probe_stage0b.py [--steps 600] [--lr 1e-4] [--proj-lr 1e-3] [--fresh 256]
        [--refresh-every 100] [--n 100] [--json out.json]
-The layer inputs of the corpus (~0.75 GB bf16) are computed once (~4 min on 2 threads) and cached under
+The layer inputs of the corpus (~1 GB bf16) are computed once (~3 min on 2 threads) and cached under
 ~/.cache/imprag-bench/imprag-stage0b.
 """
 from __future__ import annotations

@@ -5,7 +5,7 @@ Why: stage 0 fits E_q . E_p = pool(W_q x_q) . (W_k x_p) on frozen layer-b inputs
 saturates (results/training/stage0-probe: ~33 seen recall@5, and it fits only a third of the training
 questions' own pseudo-labels). The next cheapest capacity is the layer just below b: its output at the last
 token is x. Its inputs (the output of layers 0..b-2 at every token) do not change while it trains, so they
-are computed once for the corpus and the training prompts (`LayerInputs`, ~0.75 GB bf16 for 10k passages of
+are computed once for the corpus and the training prompts (`LayerInputs`, ~1 GB bf16 for 13,552 passages of
 64 tokens), and one step then costs layer b-1's k/v projections over the batch's tokens plus its query,
 attention and MLP at the last token only (`last_features`).
 
@@ -80,7 +80,7 @@ def layer_inputs(model: ImpRAGModel, seqs: list[list[int]], side: str, offset: i
                  bf16: bool = True, dtype: torch.dtype = torch.bfloat16, desc: str = "layer inputs") -> LayerInputs:
     """Run layers 0..b-2 over token sequences (`side`: "right" padding for passages, "left" for prompts
     starting at position `offset`, as the model embeds each) and keep every token's hidden state (in `dtype`:
-    bf16 halves the memory of the corpus's ~37M token states)."""
+    bf16 halves the memory of the corpus's ~0.9M token states)."""
     if model.b < 1:
         raise ValueError("stage 0b trains layer b-1: it needs b >= 1")
     ids, mask = pad(seqs, model.pad_id, side)
