@@ -64,11 +64,16 @@ def dev_inputs(tasks: list[str], n: int, fewshot: int):
 
 def recall(model, xq: torch.Tensor, xp: torch.Tensor, golds: list, hay: list[str], k: int = 5) -> float:
     """Answer-in-top-k rate of the current projections (harness.metrics' normalised substring test)."""
-    from harness.metrics import normalize_answer
-
     q_proj, k_proj = model.runner.layer(model.b).self_attn.q_proj, model.runner.layer(model.b).self_attn.k_proj
     with torch.no_grad():
-        top = model.score(model.group_mean(q_proj(xq)), k_proj(xp)).topk(k, dim=1).indices.tolist()
+        return answer_recall(model.score(model.group_mean(q_proj(xq)), k_proj(xp)), golds, hay, k)
+
+
+def answer_recall(scores: torch.Tensor, golds: list, hay: list[str], k: int = 5) -> float:
+    """Share of queries (rows of `scores` over the corpus) with a normalised gold answer in a top-k passage."""
+    from harness.metrics import normalize_answer
+
+    top = scores.topk(k, dim=1).indices.tolist()
     needles = [[n for n in map(normalize_answer, g) if n] for g in golds]
     return float(np.mean([any(n in hay[j] for j in row for n in ns) for row, ns in zip(top, needles)]))
 

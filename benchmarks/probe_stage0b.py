@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from probe_stage0 import dev_inputs, model_scale, train_inputs
+from probe_stage0 import answer_recall, dev_inputs, model_scale, train_inputs
 
 
 def cached_inputs(model, seqs, side, offset, name: str, key: list):
@@ -88,15 +88,11 @@ def main() -> None:
     xq = cached_inputs(model, model.token_ids(prompts), "left", cfg["query_k"] * cfg["l_max"], "train", base + [prompts])
     xdev = {t: cached_inputs(model, model.token_ids(ps), "left", 5 * cfg["l_max"], f"dev-{t}", base + [ps])
             for t, (ps, _) in dev.items()}
-    needles = {t: [[n for n in map(normalize_answer, g) if n] for g in gs] for t, (_, gs) in dev.items()}
     rows, t0 = [], time.time()
 
     def probe(step: int) -> None:
         e_p = embed_all(model, xp, passage_embeddings)
-        r = {}
-        for t, x in xdev.items():
-            top = (embed_all(model, x, query_embeddings) @ e_p.T).topk(5, dim=1).indices.tolist()
-            r[t] = float(np.mean([any(n in hay[j] for j in tp for n in ns) for tp, ns in zip(top, needles[t])]))
+        r = {t: answer_recall(embed_all(model, x, query_embeddings) @ e_p.T, dev[t][1], hay) for t, x in xdev.items()}
         rows.append({"step": step, **r, "seen": float(np.mean(list(r.values()))), "lr": a.lr, "proj_lr": a.proj_lr,
                      "fresh": a.fresh, "elapsed_s": round(time.time() - t0, 1)})
         print(rows[-1], flush=True)
