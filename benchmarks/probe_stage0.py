@@ -1,14 +1,14 @@
 """Stage-0 retrieval probe: seen-dev recall@5 of layer-b q_proj/k_proj fits, without building an index.
 
-Why: a checkpoint's recall normally costs an index build (~3 min) plus a run. Stage 0 (imprag.projection_warmup)
+Why: a checkpoint's recall normally costs an index build (~3 min) plus a run. Stage 0 (imprag_bench.imprag.projection_warmup)
 works on cached layer-b features, so its retrieval can be scored straight from them: dev prompts' features x
-the whole corpus's features through the fitted projections, top-5, answer-substring test (harness.metrics).
+the whole corpus's features through the fitted projections, top-5, answer-substring test (imprag_bench.harness.metrics).
 This compares stage-0 settings (layer b, positives, steps, lr) in minutes.
 
 Usage: python benchmarks/probe_stage0.py [--b 8 12] [--positives labels labels1 answers50] [--l-max 128] [--steps 1500]
        [--lr 3e-3] [--n 100] [--json out.json]
 The first run of a layer computes its features (~4 min per layer-8 pass on 2 threads; cached under
-~/.cache/imprag-bench/imprag-stage0). The prompts and labels are the `full` preset's (imprag.train.run).
+~/.cache/imprag-bench/imprag-stage0). The prompts and labels are the `full` preset's (imprag_bench.imprag.train.run).
 """
 from __future__ import annotations
 
@@ -24,18 +24,18 @@ import torch
 
 
 def train_inputs(cfg: dict, corpus, positives: str):
-    """(prompts, positive passage ids) of the preset's retrieval items, as imprag.train.run builds them; with
+    """(prompts, positive passage ids) of the preset's retrieval items, as imprag_bench.imprag.train.run builds them; with
     `labels1` only the first; with `answers50` every passage of MiniLM's top 50 that contains a gold answer."""
-    from imprag.train import stage0_inputs, training_items
+    from imprag_bench.imprag.train import stage0_inputs, training_items
 
     examples, items = training_items(cfg, corpus, Path(cfg["out"]))
     prompts, pos = stage0_inputs(items)
     if positives == "labels1":
         pos = [p[:1] for p in pos]
     if positives == "answers50":
-        from baselines.retrievers.dense import DenseRetriever
-        from harness.assets import cache_root
-        from harness.metrics import contains_answer
+        from imprag_bench.baselines.retrievers.dense import DenseRetriever
+        from imprag_bench.harness.assets import cache_root
+        from imprag_bench.harness.metrics import contains_answer
 
         by_id = {f"ret:{ex.id}": ex for ex in examples}
         exs = [by_id[k] for k in sorted({it.id for it in items if it.kind == "retrieval"})]
@@ -49,9 +49,9 @@ def train_inputs(cfg: dict, corpus, positives: str):
 
 def dev_inputs(tasks: list[str], n: int, fewshot: int):
     """Per task: the runner's seeded dev selection as prompts (with its demonstrations) and golds."""
-    from harness.prompting import lm_input
-    from harness.registry import TASKS
-    from harness.runner import load_demos, select
+    from imprag_bench.harness.prompting import lm_input
+    from imprag_bench.harness.registry import TASKS
+    from imprag_bench.harness.runner import load_demos, select
 
     out = {}
     for t in tasks:
@@ -63,7 +63,7 @@ def dev_inputs(tasks: list[str], n: int, fewshot: int):
 
 
 def recall(model, xq: torch.Tensor, xp: torch.Tensor, golds: list, hay: list[str], k: int = 5) -> float:
-    """Answer-in-top-k rate of the current projections (harness.metrics' normalised substring test)."""
+    """Answer-in-top-k rate of the current projections (imprag_bench.harness.metrics' normalised substring test)."""
     q_proj, k_proj = model.runner.layer(model.b).self_attn.q_proj, model.runner.layer(model.b).self_attn.k_proj
     with torch.no_grad():
         return answer_recall(model.score(model.group_mean(q_proj(xq)), k_proj(xp)), golds, hay, k)
@@ -71,7 +71,7 @@ def recall(model, xq: torch.Tensor, xp: torch.Tensor, golds: list, hay: list[str
 
 def answer_recall(scores: torch.Tensor, golds: list, hay: list[str], k: int = 5) -> float:
     """Share of queries (rows of `scores` over the corpus) with a normalised gold answer in a top-k passage."""
-    from harness.metrics import normalize_answer
+    from imprag_bench.harness.metrics import normalize_answer
 
     top = scores.topk(k, dim=1).indices.tolist()
     needles = [[n for n in map(normalize_answer, g) if n] for g in golds]
@@ -91,13 +91,13 @@ def main() -> None:
     ap.add_argument("--json")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    from harness.assets import cache_root
-    from harness.lm import load_lm
-    from harness.metrics import normalize_answer
-    from imprag.model import ImpRAGConfig, ImpRAGModel
-    from imprag.projection_warmup import ProjectionWarmupConfig, features, fit_projections
-    from imprag.train import PRESETS
-    from tasks.corpora import load_corpus
+    from imprag_bench.harness.assets import cache_root
+    from imprag_bench.harness.lm import load_lm
+    from imprag_bench.harness.metrics import normalize_answer
+    from imprag_bench.imprag.model import ImpRAGConfig, ImpRAGModel
+    from imprag_bench.imprag.projection_warmup import ProjectionWarmupConfig, features, fit_projections
+    from imprag_bench.imprag.train import PRESETS
+    from imprag_bench.tasks.corpora import load_corpus
 
     cfg = dict(PRESETS["full"])
     cfg["l_max"] = a.l_max or cfg["l_max"]
@@ -140,7 +140,7 @@ def main() -> None:
 
 
 def model_scale(model) -> float:
-    """The objective's score scale: 1/sqrt(head_dim) (imprag.objective's default)."""
+    """The objective's score scale: 1/sqrt(head_dim) (imprag_bench.imprag.objective's default)."""
     return model.runner.head_dim ** -0.5
 
 

@@ -1,4 +1,4 @@
-"""Stage-0b retrieval probe: seen-dev recall@5 along a fit of layer b-1 + layer b's q/k (imprag.layer_fit),
+"""Stage-0b retrieval probe: seen-dev recall@5 along a fit of layer b-1 + layer b's q/k (imprag_bench.imprag.layer_fit),
 straight from cached layer inputs, without an index.
 
 Why: stage 0b is the next capacity after stage 0's linear fit; this measures whether (and after how many
@@ -24,11 +24,11 @@ from probe_stage0 import answer_recall, dev_inputs, model_scale, train_inputs
 
 
 def cached_inputs(model, seqs, side, offset, name: str, key: list):
-    """imprag.layer_fit.layer_inputs, cached on disk under a digest of `key`."""
+    """imprag_bench.imprag.layer_fit.layer_inputs, cached on disk under a digest of `key`."""
     import hashlib
 
-    from harness.assets import cache_root
-    from imprag.layer_fit import LayerInputs, layer_inputs
+    from imprag_bench.harness.assets import cache_root
+    from imprag_bench.imprag.layer_fit import LayerInputs, layer_inputs
 
     digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:20]
     path = cache_root() / "imprag-stage0b" / f"{name}-{digest}.pt"
@@ -57,18 +57,18 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     from safetensors.torch import load_file
 
-    from harness.lm import load_lm
-    from harness.metrics import normalize_answer
-    from imprag.layer_fit import (
+    from imprag_bench.harness.lm import load_lm
+    from imprag_bench.harness.metrics import normalize_answer
+    from imprag_bench.imprag.layer_fit import (
         LayerFitConfig,
         embed_all,
         fit_layer,
         passage_embeddings,
         query_embeddings,
     )
-    from imprag.model import ImpRAGConfig, ImpRAGModel
-    from imprag.train import PRESETS
-    from tasks.corpora import load_corpus
+    from imprag_bench.imprag.model import ImpRAGConfig, ImpRAGModel
+    from imprag_bench.imprag.train import PRESETS
+    from imprag_bench.tasks.corpora import load_corpus
 
     cfg = dict(PRESETS["full"])
     corpus = load_corpus(cfg["corpus"])

@@ -93,12 +93,12 @@ def main(argv=None) -> int:
 
     import torch
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    from harness.assets import cache_root
-    from harness.config import SystemSpec
-    from harness.registry import SYSTEMS, TASKS
-    from harness.runner import load_demos
-    from harness.system import RunContext
-    from tasks.corpora import load_corpus
+    from imprag_bench.harness.assets import cache_root
+    from imprag_bench.harness.config import SystemSpec
+    from imprag_bench.harness.registry import SYSTEMS, TASKS
+    from imprag_bench.harness.runner import load_demos
+    from imprag_bench.harness.system import RunContext
+    from imprag_bench.tasks.corpora import load_corpus
 
     corpus = load_corpus("minikilt")
     examples, demos = [], {}

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from imprag.testing import byte_tokenizer
+from imprag_bench.imprag.testing import byte_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@ import subprocess
 
 import pytest
 
-from harness import assets
-from harness.errors import UserError
+from imprag_bench.harness import assets
+from imprag_bench.harness.errors import UserError
 
 
 @pytest.fixture

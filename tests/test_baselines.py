@@ -1,11 +1,11 @@
 """The explicit-query baselines: retrievers find the passage a query is about; the reader reads it."""
 import pytest
 
-from harness.corpus import Corpus
-from harness.records import Passage
-from harness.system import RunContext
-from harness.registry import SYSTEMS, TASKS
-from baselines.retrievers.bm25 import BM25Retriever
+from imprag_bench.harness.corpus import Corpus
+from imprag_bench.harness.records import Passage
+from imprag_bench.harness.system import RunContext
+from imprag_bench.harness.registry import SYSTEMS, TASKS
+from imprag_bench.baselines.retrievers.bm25 import BM25Retriever
 
 PASSAGES = [
     Passage("p0", "Lima", "Lima is the capital and largest city of Peru."),
@@ -24,7 +24,7 @@ def test_bm25_ranks_the_matching_passage_first_for_each_query():
 
 @pytest.mark.integration
 def test_dense_minilm_retrieves_paraphrased_queries(tmp_path):
-    from baselines.retrievers.dense import DenseRetriever
+    from imprag_bench.baselines.retrievers.dense import DenseRetriever
     r = DenseRetriever(Corpus("t", PASSAGES), tmp_path)
     got = r.search(["Which city is Peru's capital?", "tallest peak in the world", "how do plants make energy from sunlight"], k=1)
     assert got == [["p0"], ["p2"], ["p3"]]
@@ -51,7 +51,7 @@ def test_bm25_reader_answers_from_the_retrieved_passage_and_logs_its_query(tmp_p
 
 
 def test_unknown_dtype_is_a_user_error():
-    from harness.errors import UserError
-    from harness.lm import load_lm
+    from imprag_bench.harness.errors import UserError
+    from imprag_bench.harness.lm import load_lm
     with pytest.raises(UserError, match="unknown dtype 'float33'"):
         load_lm("smollm2-135m", dtype="float33")

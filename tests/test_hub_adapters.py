@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import UserError
-from harness.records import Passage
-from tasks import hub
-from tasks.spec import TaskSpec
+from imprag_bench.harness.errors import UserError
+from imprag_bench.harness.records import Passage
+from imprag_bench.tasks import hub
+from imprag_bench.tasks.spec import TaskSpec
 
 FIX = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).parent.parent
@@ -195,7 +195,7 @@ def test_real_offline_hub_gives_user_error(tmp_path):
     """End to end with the real datasets library in offline mode and an empty cache."""
     env = {k: v for k, v in os.environ.items() if k != hub.FIXTURES_ENV}
     env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), PYTHONPATH=str(ROOT))
-    code = ("from harness.errors import UserError\nfrom tasks import hub\n"
+    code = ("from imprag_bench.harness.errors import UserError\nfrom imprag_bench.tasks import hub\n"
             "try:\n    hub.simpleqa('test', 3)\nexcept UserError as e:\n    print('USERERROR', e)\n")
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True,
                          timeout=120)
@@ -213,7 +213,7 @@ def test_kilt_answers_accepts_sequence_form():
 
 
 def test_aida_context_is_windowed_around_the_mention():
-    from tasks.hub import mention_window
+    from imprag_bench.tasks.hub import mention_window
     text = " ".join(f"w{i}" for i in range(300)) + " [START] British [END] " + " ".join(f"v{i}" for i in range(300))
     out = mention_window(text, words=3).split()
     assert out == ["w297", "w298", "w299", "[START]", "British", "[END]", "v0", "v1", "v2"]

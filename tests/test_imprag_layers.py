@@ -1,12 +1,12 @@
-"""The layer-group forward (imprag.layers via ImpRAGModel.forward_logits) against HF's own forward."""
+"""The layer-group forward (imprag_bench.imprag.layers via ImpRAGModel.forward_logits) against HF's own forward."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from imprag.layers import positions_from_mask
-from imprag.model import ImpRAGConfig, ImpRAGModel
-from imprag.testing import tiny_llama
+from imprag_bench.imprag.layers import positions_from_mask
+from imprag_bench.imprag.model import ImpRAGConfig, ImpRAGModel
+from imprag_bench.imprag.testing import tiny_llama
 
 PROMPTS = ["Q: who wrote it? A:", "Q: x A:", "a longer prompt about the capital of France, Q: A:"]
 PASSAGES = [["Paris is the capital of France.", "Rome is in Italy and old."],
@@ -123,8 +123,8 @@ def test_gradients_flow(tok):
 @pytest.mark.integration
 def test_smollm2_layer_groups_equal_hf_and_harness_generate():
     """The real SmolLM2-135M: layer-group logits == HF forward (left-padded batch); greedy answers without
-    passages == harness.lm.generate; reading passages and retrieval embeddings have the expected shapes."""
-    from harness.lm import generate, load_lm
+    passages == imprag_bench.harness.lm.generate; reading passages and retrieval embeddings have the expected shapes."""
+    from imprag_bench.harness.lm import generate, load_lm
 
     model, tok = load_lm("smollm2-135m")
     im = ImpRAGModel(model, tok, ImpRAGConfig(l_max=64, k=2))

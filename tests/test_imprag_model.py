@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from harness.index import build_index
-from imprag.generate import stop_token_ids
-from imprag.layers import positions_from_mask
-from imprag.model import ImpRAGConfig, ImpRAGModel, default_layer_groups, pad
-from imprag.testing import tiny_llama
+from imprag_bench.harness.index import build_index
+from imprag_bench.imprag.generate import stop_token_ids
+from imprag_bench.imprag.layers import positions_from_mask
+from imprag_bench.imprag.model import ImpRAGConfig, ImpRAGModel, default_layer_groups, pad
+from imprag_bench.imprag.testing import tiny_llama
 
 PROMPTS = ["Q: who wrote Hamlet? A:", "Q: x A:", "Q: what is the capital of France and why? A:", "hi"]
 DOCS = ["Paris is the capital of France.", "Hamlet was written by Shakespeare.", "Rome.",
@@ -161,11 +161,11 @@ def test_pad_helper():
 
 
 def test_registered_system_end_to_end(tok, model, tmp_path, monkeypatch):
-    from harness import lm as hlm
-    from harness.corpus import Corpus
-    from harness.records import Example, Passage
-    from harness.registry import SYSTEMS
-    from harness.system import RunContext
+    from imprag_bench.harness import lm as hlm
+    from imprag_bench.harness.corpus import Corpus
+    from imprag_bench.harness.records import Example, Passage
+    from imprag_bench.harness.registry import SYSTEMS
+    from imprag_bench.harness.system import RunContext
 
     monkeypatch.setattr(hlm, "load_lm", lambda name, dtype=None, device="cpu": (model, tok))
     corpus = Corpus("tiny", [Passage(f"d{i}", f"T{i}", doc) for i, doc in enumerate(DOCS)])

@@ -5,11 +5,11 @@ import math
 import pytest
 import torch
 
-from imprag.candidates import Candidates
-from imprag.model import ImpRAGConfig, ImpRAGModel, pad
-from imprag.objective import ImpRAGObjective, ObjectiveConfig, target_text, warmup_steps
-from imprag.testing import byte_tokenizer, tiny_llama
-from imprag.train_mix import TrainItem
+from imprag_bench.imprag.candidates import Candidates
+from imprag_bench.imprag.model import ImpRAGConfig, ImpRAGModel, pad
+from imprag_bench.imprag.objective import ImpRAGObjective, ObjectiveConfig, target_text, warmup_steps
+from imprag_bench.imprag.testing import byte_tokenizer, tiny_llama
+from imprag_bench.imprag.train_mix import TrainItem
 
 TEXTS = {f"p{i}": f"Title {i}\npassage {i} says the answer is a{i % 4}" for i in range(12)}
 
@@ -100,7 +100,7 @@ def test_distillation_over_all_of_c_gives_zero_target_mass_to_unscored_candidate
 
 
 def test_random_and_bank_negatives_are_extra_negative_columns():
-    from imprag.negatives import random_passages
+    from imprag_bench.imprag.negatives import random_passages
     obj = make(random_negatives=3, bank_size=20, seed=1)
     fresh = ["p0", "p1", "p2", "p3", "p4"]
     rnd0 = [p for p in random_passages(list(TEXTS), 3, 1, 0) if p not in fresh]
@@ -130,7 +130,7 @@ def test_random_and_bank_negatives_are_extra_negative_columns():
 
 
 def test_negative_bank_keeps_the_newest_unique_rows(tmp_path):
-    from imprag.negatives import NegativeBank
+    from imprag_bench.imprag.negatives import NegativeBank
     bank = NegativeBank(3, 2)
     bank.push(["a", "b"], torch.tensor([[1.0, 0], [2, 0]]))
     bank.push(["a", "c", "d"], torch.tensor([[3.0, 0], [4, 0], [5, 0]]))
@@ -188,8 +188,8 @@ def test_stage_switch():
 
 
 def test_checkpoint_loads_in_the_harness_and_the_system(tmp_path):
-    from harness.lm import load_lm
-    from imprag.system import config_from_options
+    from imprag_bench.harness.lm import load_lm
+    from imprag_bench.imprag.system import config_from_options
 
     obj = make()
     with torch.no_grad():
@@ -206,15 +206,15 @@ def test_checkpoint_loads_in_the_harness_and_the_system(tmp_path):
 
 
 def test_gather_candidates_single_process_is_identity():
-    from imprag.trainer import gather_candidates
+    from imprag_bench.imprag.trainer import gather_candidates
     e = torch.randn(3, 4, requires_grad=True)
     ids, g = gather_candidates(["a", "b", "c"], e)
     assert ids == ["a", "b", "c"] and g is e
 
 
 def test_presets_are_complete_and_seen_tasks_only():
-    from harness.errors import UserError
-    from imprag.train import PRESETS, load_examples
+    from imprag_bench.harness.errors import UserError
+    from imprag_bench.imprag.train import PRESETS, load_examples
     keys = set(PRESETS["quick"])
     for name, p in PRESETS.items():
         assert {"lr", "batch_size", "lam", "tau_t", "warmup_share", "n_read", "l_max", "seed"} <= set(p), name
@@ -225,7 +225,7 @@ def test_presets_are_complete_and_seen_tasks_only():
 
 
 def test_answer_positives_labels():
-    from imprag.candidates import pseudo_label_answers
+    from imprag_bench.imprag.candidates import pseudo_label_answers
     ranked = [f"p{i}" for i in range(12)]
     body = {p: ("the answer is Paris" if p in ("p3", "p7", "p11") else "nothing here") for p in ranked}
     out = pseudo_label_answers(["q", "r"], [["paris"], ["london"]], lambda qs, k: [ranked[:k]] * len(qs),
@@ -236,8 +236,8 @@ def test_answer_positives_labels():
 
 
 def test_stage0_features_project_to_the_embeddings_and_the_fit_is_full_corpus_nce(tmp_path):
-    from imprag import losses as L
-    from imprag.projection_warmup import ProjectionWarmupConfig, features, fit_projections, run_stage0
+    from imprag_bench.imprag import losses as L
+    from imprag_bench.imprag.projection_warmup import ProjectionWarmupConfig, features, fit_projections, run_stage0
     obj = make()
     m = obj.model
     ids = list(TEXTS)
@@ -269,9 +269,9 @@ def test_stage0_features_project_to_the_embeddings_and_the_fit_is_full_corpus_nc
 
 
 def test_retrieval_prompts_get_the_evaluation_demonstrations():
-    from harness.prompting import lm_input
-    from harness.registry import TASKS
-    from imprag.train import with_demonstrations
+    from imprag_bench.harness.prompting import lm_input
+    from imprag_bench.harness.registry import TASKS
+    from imprag_bench.imprag.train import with_demonstrations
     exs = TASKS.get("nq").load("minikilt", "train")[:4]
     its = [TrainItem(f"ret:{ex.id}", "retrieval", ex.prompt, ex.target) for ex in exs]
     its.append(TrainItem("d", "denoise", "ctx A:", "x"))
@@ -286,7 +286,7 @@ def test_retrieval_prompts_get_the_evaluation_demonstrations():
 def test_projection_fit_saves_a_checkpoint_once_and_respects_skip_if(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from imprag.train import projection_fit
+    from imprag_bench.imprag.train import projection_fit
     monkeypatch.setenv("IMPRAG_BENCH_CACHE", str(tmp_path / "cache"))
     obj = make()
     corpus = SimpleNamespace(ids=list(TEXTS), texts=texts(list(TEXTS)))
@@ -305,7 +305,7 @@ def test_projection_fit_saves_a_checkpoint_once_and_respects_skip_if(tmp_path, m
 
 
 def test_stage0_cosine_schedule_halves_the_second_of_two_adam_steps(tmp_path):
-    from imprag.projection_warmup import ProjectionWarmupConfig, features, fit_projections
+    from imprag_bench.imprag.projection_warmup import ProjectionWarmupConfig, features, fit_projections
     weights = {}
     for steps, cosine in ((1, False), (2, False), (2, True)):
         obj = make()

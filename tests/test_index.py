@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from harness.errors import UserError
-from harness.index import build_index, load_index
+from imprag_bench.harness.errors import UserError
+from imprag_bench.harness.index import build_index, load_index
 
 
 def _vectors(n=50, d=8):

@@ -1,9 +1,9 @@
-"""Stage 0b (imprag.layer_fit): layer b-1 rerun from cached inputs reproduces the model's own retrieval
+"""Stage 0b (imprag_bench.imprag.layer_fit): layer b-1 rerun from cached inputs reproduces the model's own retrieval
 features, and the fit is full-corpus NCE that changes only the retriever's top weights."""
 import torch
 
-from imprag import losses as L
-from imprag.layer_fit import (
+from imprag_bench.imprag import losses as L
+from imprag_bench.imprag.layer_fit import (
     LayerFitConfig,
     embed_all,
     fit_layer,
@@ -12,8 +12,8 @@ from imprag.layer_fit import (
     passage_embeddings,
     query_embeddings,
 )
-from imprag.model import ImpRAGConfig, ImpRAGModel, pad
-from imprag.testing import byte_tokenizer, tiny_llama
+from imprag_bench.imprag.model import ImpRAGConfig, ImpRAGModel, pad
+from imprag_bench.imprag.testing import byte_tokenizer, tiny_llama
 
 PASSAGES = ["The cat sat on the mat.", "Paris is in France.", "A short one", "Rivers flow to the sea, mostly.",
             "Bees make honey."]

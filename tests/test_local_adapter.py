@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import UserError
-from harness.records import Passage
-from tasks.local import load_corpus_file, local_records, local_task, read_jsonl
+from imprag_bench.harness.errors import UserError
+from imprag_bench.harness.records import Passage
+from imprag_bench.tasks.local import load_corpus_file, local_records, local_task, read_jsonl
 
 FIX = Path(__file__).parent / "fixtures" / "local"
 

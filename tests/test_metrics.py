@@ -1,4 +1,4 @@
-"""Golden tests for harness.metrics: every expected value below was worked out by hand."""
+"""Golden tests for imprag_bench.harness.metrics: every expected value below was worked out by hand."""
 import json
 import os
 import subprocess
@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from harness.metrics import (evaluate_module_path, exact_match, f1, normalize_answer, recall_at_k,
+from imprag_bench.harness.metrics import (evaluate_module_path, exact_match, f1, normalize_answer, recall_at_k,
                              score_example)
 
 

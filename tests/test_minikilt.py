@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.assets import sha256_file
-from tasks.minikilt import names, sources, splits
+from imprag_bench.harness.assets import sha256_file
+from imprag_bench.tasks.minikilt import names, sources, splits
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = {
@@ -57,7 +57,7 @@ def test_normalize_sentences_and_names():
 
 @pytest.fixture(scope="module")
 def mk():
-    import tasks.minikilt as mk
+    import imprag_bench.tasks.minikilt as mk
     mk.build_dir()
     return mk
 
@@ -85,7 +85,7 @@ def test_every_task_has_three_splits_with_schema(mk, data):
 
 @pytest.mark.integration
 def test_records_build_into_examples_with_the_paper_specs(data):
-    from harness.registry import TASKS
+    from imprag_bench.harness.registry import TASKS
     for task, by_split in data.items():
         spec = TASKS.get(task)
         ex = [spec.build(r) for r in by_split["dev"]]
@@ -142,7 +142,7 @@ def _file_digests(folder: Path) -> dict:
 @pytest.mark.integration
 def test_two_builds_are_byte_identical(mk, tmp_path):
     """Rebuild twice in fresh processes with different hash seeds; both equal the cached build."""
-    code = "import sys; from pathlib import Path; from tasks.minikilt.build import build; build(Path(sys.argv[1]))"
+    code = "import sys; from pathlib import Path; from imprag_bench.tasks.minikilt.build import build; build(Path(sys.argv[1]))"
     for i, seed in enumerate(("1", "2")):
         out = tmp_path / f"b{i}"
         out.mkdir()

@@ -4,20 +4,20 @@ import json
 import pytest
 import torch
 
-from harness.corpus import Corpus
-from harness.records import Passage
-from harness.registry import SYSTEMS, TASKS, TRAINERS
-from harness.system import RunContext
-from imprag import losses
-from imprag.candidates import Candidates
-from imprag.model import ImpRAGConfig, ImpRAGModel
-from imprag.testing import byte_tokenizer, tiny_llama
-from imprag.train_mix import TrainItem
-from imprag.trainer import TrainConfig, train
-from baselines.ra_objectives import (DenseTrainable, ReaderObjective, RetrieverObjective, SliceTrainable,
+from imprag_bench.harness.corpus import Corpus
+from imprag_bench.harness.records import Passage
+from imprag_bench.harness.registry import SYSTEMS, TASKS, TRAINERS
+from imprag_bench.harness.system import RunContext
+from imprag_bench.imprag import losses
+from imprag_bench.imprag.candidates import Candidates
+from imprag_bench.imprag.model import ImpRAGConfig, ImpRAGModel
+from imprag_bench.imprag.testing import byte_tokenizer, tiny_llama
+from imprag_bench.imprag.train_mix import TrainItem
+from imprag_bench.imprag.trainer import TrainConfig, train
+from imprag_bench.baselines.ra_objectives import (DenseTrainable, ReaderObjective, RetrieverObjective, SliceTrainable,
                                      encode_triples)
-from baselines.retrievers.dense import DenseEncoder
-from baselines.retrievers.lm_slice import LMSliceEncoder
+from imprag_bench.baselines.retrievers.dense import DenseEncoder
+from imprag_bench.baselines.retrievers.lm_slice import LMSliceEncoder
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -145,7 +145,7 @@ def test_ra_it_objective_j_gen_covers_target_tokens_only():
 @pytest.mark.parametrize("system", ["ra-it", "ra-dit", "ra-dit-llama"])
 def test_trained_systems_load_a_checkpoint_and_predict_with_prompt_and_oracle_queries(tmp_path, system):
     lm_dir = tiny_lm_folder(tmp_path / "lm")
-    from harness.lm import load_lm
+    from imprag_bench.harness.lm import load_lm
     lm, tok = load_lm(str(lm_dir))
     pointer, rfolder = None, None
     if system == "ra-dit-llama":
@@ -172,7 +172,7 @@ def test_trained_systems_load_a_checkpoint_and_predict_with_prompt_and_oracle_qu
 
 
 def test_trained_systems_need_a_checkpoint():
-    from harness.errors import UserError
+    from imprag_bench.harness.errors import UserError
     with pytest.raises(UserError, match="train it first"):
         SYSTEMS.get("ra-dit")({})
 

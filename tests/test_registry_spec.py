@@ -1,9 +1,9 @@
 """Registry lookups and TaskSpec validation: the errors a user sees for bad names and bad records."""
 import pytest
 
-from harness.errors import UserError
-from harness.registry import SYSTEMS, TASKS, Registry
-from tasks.spec import TaskSpec
+from imprag_bench.harness.errors import UserError
+from imprag_bench.harness.registry import SYSTEMS, TASKS, Registry
+from imprag_bench.tasks.spec import TaskSpec
 
 
 def test_unknown_name_suggests_close_match():
@@ -56,7 +56,7 @@ def test_fever_rejects_unknown_label():
 
 
 def test_system_spec_parses_options_and_label():
-    from harness.config import SystemSpec
+    from imprag_bench.harness.config import SystemSpec
     s = SystemSpec.parse("dense:query=oracle,k=10")
     assert (s.name, s.options, s.label, s.slug) == ("dense", {"query": "oracle", "k": 10}, "dense:query=oracle,k=10",
                                                     "dense_query_oracle_k_10")

@@ -1,13 +1,13 @@
-"""Tests for harness.report and harness.plots on a tiny record set whose numbers were computed by hand."""
+"""Tests for imprag_bench.harness.report and imprag_bench.harness.plots on a tiny record set whose numbers were computed by hand."""
 import json
 import math
 
 import pandas as pd
 import pytest
 
-from harness.errors import UserError
-from harness.plots import plot_groups, plot_tasks
-from harness.report import leaderboard, merge, read_records, write_csv
+from imprag_bench.harness.errors import UserError
+from imprag_bench.harness.plots import plot_groups, plot_tasks
+from imprag_bench.harness.report import leaderboard, merge, read_records, write_csv
 
 
 def _recs(system, task, group, ems, recalls, f1s=None):

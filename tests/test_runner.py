@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 
 import tests.toy  # noqa: F401  (registers the toy task and the echo system)
-from harness.cli import main
-from harness.runner import read_done
+from imprag_bench.harness.cli import main
+from imprag_bench.harness.runner import read_done
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["run", "--tasks", "toy", "--systems", "echo", "--corpus", "toy", "--fewshot", "0", "--k", "1"]
 
 
 def _cli(out, env_extra=None):
-    code = ("import sys, tests.toy; from harness.cli import main; sys.exit(main(sys.argv[1:]))")
+    code = ("import sys, tests.toy; from imprag_bench.harness.cli import main; sys.exit(main(sys.argv[1:]))")
     env = {**os.environ, "PYTHONPATH": str(ROOT), **(env_extra or {})}
     return subprocess.Popen([sys.executable, "-c", code, *ARGS, "--out", str(out), "--batch-size", "1"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

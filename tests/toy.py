@@ -4,10 +4,10 @@ from __future__ import annotations
 import os
 import time
 
-from harness.records import Passage, Prediction
-from harness.registry import CORPORA, SYSTEMS, TASKS
-from harness.corpus import Corpus
-from tasks.spec import TaskSpec
+from imprag_bench.harness.records import Passage, Prediction
+from imprag_bench.harness.registry import CORPORA, SYSTEMS, TASKS
+from imprag_bench.harness.corpus import Corpus
+from imprag_bench.tasks.spec import TaskSpec
 
 CAPITALS = [("France", "Paris"), ("Italy", "Rome"), ("Spain", "Madrid"), ("Japan", "Tokyo"), ("Peru", "Lima"),
             ("Chile", "Santiago"), ("Egypt", "Cairo"), ("Kenya", "Nairobi"), ("Cuba", "Havana"), ("Iran", "Tehran"),

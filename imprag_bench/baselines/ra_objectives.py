@@ -1,0 +1,255 @@
+"""Training objectives of the trained explicit-query baselines (paper section 7), for `imprag_bench.imprag.trainer.train`.
+
+- `ReaderObjective` (RA-IT, and the reader stage of RA-DIT / RA-DIT-Llama): all LM parameters, J_gen
+  (`imprag_bench.imprag.losses.generation_loss`) on the target tokens only. Retrieval items read their retriever's top-k
+  passages as TEXT in context (`imprag_bench.harness.prompting.passages_block`, each passage cut to `passage_tokens`
+  tokens exactly like `imprag_bench.baselines.reader.Reader`), then the prompt; instruction items read their prompt
+  alone; plain-text items are LM loss on the whole text. Targets are " {target}\\n" (the demonstration
+  format of `imprag_bench.harness.prompting`: the newline teaches the reader to stop, as the evaluation stops at it).
+- `RetrieverObjective` (retriever stage of RA-DIT / RA-DIT-Llama): only the retriever's parameters.
+  Candidates per query are its pseudo-positives and hard negatives (`imprag_bench.imprag.candidates`) plus the other
+  queries' candidates in the batch (in-batch negatives). Multi-label NCE (`imprag_bench.imprag.losses.multilabel_nce`,
+  Eq. 3) for the first `warmup_steps` steps, then LM-likelihood distillation (`imprag_bench.imprag.losses.distillation_kl`,
+  Eqs. 4-6): P_T from the frozen LM's summed log-likelihood of the target given each single own candidate
+  passage in context (computed under no_grad), P_R from the retriever's scores. In-batch negatives get no
+  LM pass (that would cost B x more LM forwards); they enter P_R's normaliser with P_T = 0 (log-likelihood
+  `NO_LM_PASS`), i.e. they are treated as irrelevant to the query.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from imprag_bench.harness.corpus import Corpus
+from imprag_bench.harness.prompting import passages_block
+from imprag_bench.harness.records import Passage
+from imprag_bench.baselines.reader import clip_passages
+from imprag_bench.imprag import losses
+from imprag_bench.imprag.model import pad
+from imprag_bench.imprag.objective import target_text
+
+NO_LM_PASS = -1e4  # log-likelihood given to in-batch negatives in the distillation target (P_T ~ 0)
+CONFIG_FILE = "ra_config.json"
+
+
+def item_text(item, passages: list[Passage] | None = None) -> tuple[str, str, str]:
+    """(passage block, prompt, target) of a TrainItem as the reader is trained on it; the target is
+    ImpRAG's " {target}\n" (`imprag_bench.imprag.objective.target_text`), plain text is LM loss on the whole text."""
+    if item.kind == "plain":
+        return "", "", item.target
+    return passages_block(passages or []), item.prompt, target_text(item.target)
+
+
+def encode_triples(tok, triples: list[tuple[str, str, str]], max_prompt_tokens: int = 192,
+                   max_target_tokens: int = 48) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(passage block, prompt, target) -> right-padded ids, mask and labels (-100 everywhere but target
+    tokens). As ImpRAG's J_gen: the prompt is cut on the left to `max_prompt_tokens`, the target on the right
+    to `max_target_tokens`; passages (already clipped per passage) are kept whole."""
+    seqs, labels = [], []
+    for block, prompt, tgt in triples:
+        c = list(tok(block, add_special_tokens=False)["input_ids"]) if block else []
+        q = list(tok(prompt, add_special_tokens=False)["input_ids"])[-max_prompt_tokens:] if prompt else []
+        t = list(tok(tgt, add_special_tokens=False)["input_ids"])[:max_target_tokens]
+        seqs.append(c + q + t)
+        labels.append([-100] * (len(c) + len(q)) + t)
+    pad_id = next(i for i in (tok.pad_token_id, tok.eos_token_id, 0) if i is not None)
+    ids, mask = pad(seqs, pad_id, "right")
+    lab, _ = pad(labels, -100, "right")
+    return ids, mask, lab
+
+
+class ReaderObjective:
+    """J_gen of the whole LM on the training mix, retrieval items reading their retrieved passages."""
+
+    def __init__(self, model, tok, contexts: dict[str, list[Passage]], passage_tokens: int = 128,
+                 max_prompt_tokens: int = 192, max_target_tokens: int = 48, bf16: bool = False,
+                 retriever_folder: str | Path | None = None, retriever_pointer: dict | None = None,
+                 meta: dict | None = None):
+        self.model, self.tok = model, tok
+        self.passage_tokens, self.max_prompt_tokens, self.max_target_tokens = passage_tokens, max_prompt_tokens, max_target_tokens
+        self.bf16 = bf16
+        self.contexts = {i: clip_passages(tok, ps, passage_tokens) for i, ps in contexts.items()}
+        self.retriever_folder = retriever_folder
+        self.retriever_pointer = retriever_pointer
+        self.meta = meta or {}
+        self.model.train()  # no dropout in Llama-family LMs; kept for completeness
+        for p in self.model.parameters():
+            p.requires_grad_(True)
+
+    def parameters(self):
+        return self.model.parameters()
+
+    def triples(self, batch) -> list[tuple[str, str, str]]:
+        return [item_text(it, self.contexts.get(it.id) if it.kind == "retrieval" else None) for it in batch]
+
+    def losses(self, batch, step: int, total_steps: int) -> dict[str, torch.Tensor]:
+        ids, mask, labels = encode_triples(self.tok, self.triples(batch), self.max_prompt_tokens,
+                                           self.max_target_tokens)
+        dev = self.model.device
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.bf16):
+            logits = self.model(input_ids=ids.to(dev), attention_mask=mask.long().to(dev)).logits
+        gen = losses.generation_loss(logits, labels.to(dev))
+        return {"loss": gen, "gen": gen}
+
+    def save(self, folder: Path) -> None:
+        folder = Path(folder)
+        self.model.save_pretrained(folder)
+        self.tok.save_pretrained(folder)
+        ret = folder / "retriever"
+        if self.retriever_folder is not None:
+            shutil.copytree(self.retriever_folder, ret, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("optimizer.pt", "trainer_state.json", "log.jsonl"))
+        else:
+            ret.mkdir(parents=True, exist_ok=True)
+            (ret / "retriever.json").write_text(json.dumps(self.retriever_pointer or {}, indent=1))
+        (folder / CONFIG_FILE).write_text(json.dumps({**self.meta, "passage_tokens": self.passage_tokens,
+                                                      "max_prompt_tokens": self.max_prompt_tokens,
+                                                      "max_target_tokens": self.max_target_tokens}, indent=1))
+
+    def load(self, folder: Path) -> None:
+        from transformers import AutoModelForCausalLM
+
+        saved = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+        self.model.load_state_dict(saved.state_dict())
+
+
+class DenseTrainable:
+    """A `imprag_bench.baselines.retrievers.dense.DenseEncoder` seen as a trainable retriever (eval mode: no dropout).
+    Normalised encoders (MiniLM) score cosine / 0.05; unnormalised ones (Contriever) raw dot products."""
+
+    def __init__(self, encoder, cosine_temperature: float = 0.05):
+        self.enc = encoder
+        self.enc.model.eval()
+        for p in self.enc.model.parameters():
+            p.requires_grad_(True)
+        self.score_scale = 1.0 / cosine_temperature if encoder.normalise else 1.0
+
+    def parameters(self):
+        return self.enc.model.parameters()
+
+    def query_embed(self, texts):
+        return self.enc.embed(texts)
+
+    def passage_embed(self, texts):
+        return self.enc.embed(texts)
+
+    def save(self, folder):
+        self.enc.save(folder)
+
+    def load_state(self, folder):
+        from transformers import AutoModel
+
+        self.enc.model.load_state_dict(AutoModel.from_pretrained(folder).state_dict())
+
+
+class SliceTrainable:
+    """A `imprag_bench.baselines.retrievers.lm_slice.LMSliceEncoder` seen as a trainable retriever."""
+
+    def __init__(self, encoder):
+        self.enc = encoder
+        self.score_scale = encoder.score_scale
+
+    def parameters(self):
+        return self.enc.hf.parameters()
+
+    def query_embed(self, texts):
+        return self.enc.query_embed(texts)
+
+    def passage_embed(self, texts):
+        return self.enc.passage_embed(texts)
+
+    def save(self, folder):
+        self.enc.save(folder)
+
+    def load_state(self, folder):
+        from transformers import AutoModelForCausalLM
+
+        self.enc.hf.load_state_dict(AutoModelForCausalLM.from_pretrained(folder).state_dict())
+
+
+class RetrieverObjective:
+    """Retriever training against a frozen LM: multi-label NCE warm-up, then LM-likelihood distillation."""
+
+    def __init__(self, retriever, lm, tok, corpus: Corpus, warmup_steps: int = 0, passage_tokens: int = 128,
+                 max_prompt_tokens: int = 192, max_target_tokens: int = 48, tau_t: float = 1.0,
+                 inbatch: bool = True, lm_batch: int = 16, bf16: bool = False):
+        self.retriever, self.lm, self.tok, self.corpus = retriever, lm, tok, corpus
+        self.warmup_steps, self.passage_tokens = warmup_steps, passage_tokens
+        self.max_prompt_tokens, self.max_target_tokens, self.bf16 = max_prompt_tokens, max_target_tokens, bf16
+        self.tau_t, self.inbatch, self.lm_batch = tau_t, inbatch, lm_batch
+        self.lm.eval()
+        for p in self.lm.parameters():
+            p.requires_grad_(False)
+
+    def parameters(self):
+        return self.retriever.parameters()
+
+    def table(self, batch):
+        """(items, column passage ids, positive mask, own-candidate mask) for the retrieval items of a batch."""
+        items = [it for it in batch if it.candidates is not None]
+        cols: list[str] = []
+        seen = set()
+        for it in items:
+            for pid in (*it.candidates.positives, *it.candidates.hard_negatives):
+                if pid not in seen:
+                    seen.add(pid)
+                    cols.append(pid)
+        pos = torch.zeros(len(items), len(cols), dtype=torch.bool)
+        own = torch.zeros_like(pos)
+        where = {pid: j for j, pid in enumerate(cols)}
+        for i, it in enumerate(items):
+            for pid in it.candidates.positives:
+                pos[i, where[pid]] = True
+            for pid in (*it.candidates.positives, *it.candidates.hard_negatives):
+                own[i, where[pid]] = True
+        return items, cols, pos, own
+
+    def scores(self, items, cols) -> torch.Tensor:
+        """s(q, p) * score_scale over [queries, columns], with gradients into the retriever."""
+        dev = self.lm.device
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.bf16):
+            e_q = self.retriever.query_embed([it.prompt for it in items])
+            e_p = self.retriever.passage_embed([p.as_text() for p in self.corpus.get_many(cols)])
+        return (e_q.float() @ e_p.float().T) * self.retriever.score_scale
+
+    @torch.no_grad()
+    def lm_logliks(self, items, cols, own) -> torch.Tensor:
+        """log P_LM(target | single passage, prompt) for own candidates; `NO_LM_PASS` elsewhere."""
+        out = torch.full(own.shape, NO_LM_PASS)
+        cells = own.nonzero().tolist()
+        clipped = {pid: clip_passages(self.tok, [self.corpus[pid]], self.passage_tokens)
+                   for pid in {cols[j] for _, j in cells}}
+        for s in range(0, len(cells), self.lm_batch):
+            part = cells[s:s + self.lm_batch]
+            triples = [item_text(items[i], clipped[cols[j]]) for i, j in part]
+            ids, mask, labels = encode_triples(self.tok, triples, self.max_prompt_tokens, self.max_target_tokens)
+            dev = self.lm.device
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.bf16):
+                logits = self.lm(input_ids=ids.to(dev), attention_mask=mask.long().to(dev)).logits
+            ll = losses.sequence_loglik(logits, labels.to(dev)).float().cpu()
+            for (i, j), v in zip(part, ll.tolist()):
+                out[i, j] = v
+        return out
+
+    def losses(self, batch, step: int, total_steps: int) -> dict[str, torch.Tensor]:
+        items, cols, pos, own = self.table(batch)
+        if not items:
+            zero = sum(p.sum() * 0.0 for p in self.parameters())
+            return {"loss": zero}
+        s = self.scores(items, cols)
+        if step < self.warmup_steps:
+            nce = losses.multilabel_nce(s, pos.to(s.device), (~pos).to(s.device))
+            return {"loss": nce, "nce": nce}
+        ll = self.lm_logliks(items, cols, own).to(s.device)
+        mask = torch.ones_like(own) if self.inbatch else own
+        kl = losses.distillation_kl(s, ll, mask.to(s.device), tau_r=1.0, tau_t=self.tau_t)
+        return {"loss": kl, "kl": kl}
+
+    def save(self, folder: Path) -> None:
+        self.retriever.save(folder)
+
+    def load(self, folder: Path) -> None:
+        self.retriever.load_state(folder)

@@ -1,0 +1,81 @@
+"""The untrained explicit-query systems: closed-book, BM25 + reader, dense retriever + reader.
+
+Options (from the preset or `name:key=value` on the command line): `k` passages read (default 5),
+`query` template (`prompt` = the whole prompt, the paper's protocol; `oracle` = the task's hand-designed
+query), `encoder` for the dense retriever (`minilm` offline, `facebook/contriever-msmarco` on the hub).
+"""
+from __future__ import annotations
+
+from imprag_bench.harness.corpus import Corpus
+from imprag_bench.harness.errors import UserError
+from imprag_bench.harness.records import Example, Prediction
+from imprag_bench.harness.registry import SYSTEMS
+from imprag_bench.harness.system import RunContext
+from imprag_bench.baselines.reader import Reader
+
+
+class ClosedBook:
+    """The LM answers from its parameters alone."""
+
+    def __init__(self, options: dict):
+        self.name = "closed-book"
+
+    def prepare(self, corpus: Corpus | None, ctx: RunContext) -> None:
+        self.reader = Reader(ctx)
+
+    def predict(self, examples: list[Example]) -> list[Prediction]:
+        return [Prediction(ex.id, text) for ex, text in zip(examples, self.reader.answer(examples))]
+
+
+class RetrieveRead:
+    """Explicit-query RAG: retrieve top-k with the query text, put the passages in the LM's context."""
+
+    def __init__(self, options: dict, make_retriever):
+        self.name = options.get("label", "retrieve-read")
+        self.make_retriever = make_retriever
+        self.k = int(options.get("k", 5))
+        self.query = options.get("query", "prompt")
+
+    def prepare(self, corpus: Corpus | None, ctx: RunContext) -> None:
+        if corpus is None:
+            raise UserError(f"system {self.name} needs a corpus")
+        self.corpus = corpus
+        self.retriever = self.make_retriever(corpus, ctx)
+        self.reader = Reader(ctx)
+
+    def queries(self, examples: list[Example]) -> list[str]:
+        missing = [ex.task for ex in examples if self.query not in ex.queries]
+        if missing:
+            raise UserError(f"task {missing[0]} defines no {self.query!r} query template")
+        return [ex.queries[self.query] for ex in examples]
+
+    def predict(self, examples: list[Example]) -> list[Prediction]:
+        queries = self.queries(examples)
+        ranked = self.retriever.search(queries, self.k)
+        texts = self.reader.answer(examples, [self.corpus.get_many(ids) for ids in ranked])
+        return [Prediction(ex.id, t, retrieved=ids, query=q) for ex, t, ids, q in zip(examples, texts, ranked, queries)]
+
+
+@SYSTEMS.register("closed-book")
+def closed_book(options: dict) -> ClosedBook:
+    """No retrieval: the LM answers from its parameters (few-shot prompt)."""
+    return ClosedBook(options)
+
+
+@SYSTEMS.register("bm25")
+def bm25(options: dict) -> RetrieveRead:
+    """BM25 (bm25s) top-k with the explicit query, passages in the reader's context."""
+    from imprag_bench.baselines.retrievers.bm25 import BM25Retriever
+
+    return RetrieveRead({"label": "bm25", **options}, lambda corpus, ctx: BM25Retriever(corpus))
+
+
+@SYSTEMS.register("dense")
+def dense(options: dict) -> RetrieveRead:
+    """Dense retriever (MiniLM offline, Contriever-MSMARCO on the hub) + FAISS, passages in context."""
+    from imprag_bench.baselines.retrievers.dense import DenseRetriever
+
+    def make(corpus, ctx):
+        return DenseRetriever(corpus, ctx.cache_dir, encoder=options.get("encoder", "minilm"),
+                              factory=options.get("index", "Flat"))
+    return RetrieveRead({"label": "dense", **options}, make)

@@ -1,0 +1,150 @@
+"""imprag-bench command line: tasks | systems | run | train | leaderboard | plot.
+
+Bad input (unknown names, malformed files, missing fields) prints one clear message and exits with code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from imprag_bench.harness.errors import UserError
+
+
+def _cmd_tasks(args) -> None:
+    from imprag_bench.harness.registry import TASKS
+    print(f"{'task':10} {'group':14} {'sources':14} {'recall':6} description")
+    for name in TASKS.names():
+        t = TASKS.get(name)
+        print(f"{name:10} {t.group:14} {','.join(t.loaders):14} {'yes' if t.recall else 'no':6} {t.description}")
+        if args.verbose:
+            print(f"{'':10} template: {t.template}\n{'':10} queries: {dict(t.queries)}")
+
+
+def _cmd_systems(args) -> None:
+    from imprag_bench.harness.registry import SYSTEMS
+    for name in SYSTEMS.names():
+        doc = (SYSTEMS.get(name).__doc__ or "").strip().split("\n")[0]
+        print(f"{name:14} {doc}")
+
+
+def _resolve(args) -> dict:
+    from imprag_bench.harness.config import load_preset
+    cfg = load_preset(args.preset)
+    for key in ("tasks", "systems"):
+        value = getattr(args, key)
+        if value:
+            cfg[key] = [v for part in value for v in part.split()]
+    for key in ("n", "k", "fewshot", "model", "out", "source", "corpus", "batch_size", "seed", "cache_dir",
+                "max_new_tokens", "corpus_limit", "device", "split"):
+        value = getattr(args, key, None)
+        if value is not None:
+            cfg[key] = value
+    if args.all:
+        cfg["n"] = None
+    return cfg
+
+
+def _cmd_run(args) -> None:
+    from imprag_bench.harness.runner import run
+    cfg = _resolve(args)
+    out = run(cfg)
+    lb = out / "leaderboard.csv"
+    if lb.exists():
+        import pandas as pd
+        df = pd.read_csv(lb)
+        cols = [c for c in ("system", "task", "n", "em", "recall") if c in df.columns]
+        print(df[cols].to_string(index=False))
+
+
+def _cmd_leaderboard(args) -> None:
+    from imprag_bench.harness import report
+    files = [p for x in args.runs for p in (sorted(Path(x).glob("preds/*/*.jsonl")) if Path(x).is_dir() else [Path(x)])]
+    if not files:
+        raise UserError(f"no per-example files found under {', '.join(args.runs)}")
+    df = report.merge(files, args.out)
+    print(df.to_string(index=False))
+
+
+def _cmd_plot(args) -> None:
+    import pandas as pd
+    from imprag_bench.harness import plots
+    path = Path(args.csv)
+    if not path.is_file():
+        raise UserError(f"{path}: no such leaderboard CSV")
+    df = pd.read_csv(path)
+    out = Path(args.out or path.parent)
+    out.mkdir(parents=True, exist_ok=True)
+    plots.plot_groups(df, out / "groups.png")
+    plots.plot_tasks(df, out / "tasks.png")
+    print(f"wrote {out / 'groups.png'} and {out / 'tasks.png'}")
+
+
+def _cmd_train(args) -> None:
+    from imprag_bench.harness.registry import TRAINERS
+    trainer = TRAINERS.get(args.system)
+    cfg = trainer.config(args.preset, args.set, args.out)
+    ck = trainer.run(cfg)
+    print(f"checkpoint: {ck}\nevaluate it with: imprag-bench run --systems {args.system}:checkpoint={ck}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="imprag-bench", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("tasks", help="list the registered tasks")
+    t.add_argument("-v", "--verbose", action="store_true", help="show templates and query templates")
+    t.set_defaults(fn=_cmd_tasks)
+    sub.add_parser("systems", help="list the registered systems").set_defaults(fn=_cmd_systems)
+
+    r = sub.add_parser("run", help="evaluate systems x tasks, write per-example JSONL, leaderboard and plots")
+    r.add_argument("--preset", default="quick", help="quick (default) | full | paper")
+    r.add_argument("--tasks", nargs="+", help="task names (default: the preset's)")
+    r.add_argument("--systems", nargs="+", help="system specs: name or name:key=value,... (e.g. dense:query=oracle)")
+    r.add_argument("--split", choices=("train", "dev", "test"), help="evaluation split (default: the preset's)")
+    r.add_argument("--n", type=int, help="examples per task")
+    r.add_argument("--all", action="store_true", help="every example of the split")
+    r.add_argument("--k", type=int, help="passages retrieved and read")
+    r.add_argument("--fewshot", type=int, help="demonstrations from the train split")
+    r.add_argument("--model", help="offline alias (smollm2-135m), local folder or hub id")
+    r.add_argument("--source", help="task data: minikilt | hub | local")
+    r.add_argument("--corpus", help="corpus name (minikilt | hub) or a {id,title,text} JSONL/Parquet file")
+    r.add_argument("--corpus-limit", type=int, dest="corpus_limit", help="use only the first N passages")
+    r.add_argument("--batch-size", type=int, dest="batch_size")
+    r.add_argument("--max-new-tokens", type=int, dest="max_new_tokens")
+    r.add_argument("--device", help="cpu | cuda")
+    r.add_argument("--seed", type=int)
+    r.add_argument("--out", help="run folder (resumes if it exists)")
+    r.add_argument("--cache-dir", dest="cache_dir", help="index cache (default: the user cache)")
+    r.set_defaults(fn=_cmd_run)
+
+    tr = sub.add_parser("train", help="train a system (imprag, ra-it, ra-dit, ra-dit-llama); resumable")
+    tr.add_argument("system")
+    tr.add_argument("--preset", default="quick", help="quick (default) | full | gpu")
+    tr.add_argument("--out", help="training folder (resumes from its checkpoint)")
+    tr.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="override preset settings")
+    tr.set_defaults(fn=_cmd_train)
+
+    lb = sub.add_parser("leaderboard", help="merge run folders / JSONL files into one leaderboard CSV")
+    lb.add_argument("runs", nargs="+")
+    lb.add_argument("--out", required=True, help="CSV to write")
+    lb.set_defaults(fn=_cmd_leaderboard)
+
+    pl = sub.add_parser("plot", help="plot a leaderboard CSV (groups.png, tasks.png)")
+    pl.add_argument("csv")
+    pl.add_argument("--out", help="folder (default: beside the CSV)")
+    pl.set_defaults(fn=_cmd_plot)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.fn(args)
+    except UserError as e:
+        print(f"imprag-bench: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

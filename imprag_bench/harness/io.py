@@ -1,0 +1,60 @@
+"""File primitives every writer and reader of the harness shares: atomic writes and checked JSONL.
+
+Writers go through a temporary file in the target's folder and one rename, so a reader (or a run killed
+mid-write) never sees half a file. JSONL readers report the file and 1-based line of any broken line.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Callable, Iterator
+
+from imprag_bench.harness.errors import UserError
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], binary: bool = False) -> Path:
+    """Call `write(f)` on a temporary file beside `path`, then rename it onto `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})) as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write(path, lambda f: f.write(text))
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    return atomic_write(path, lambda f: f.write(data), binary=True)
+
+
+def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[str, dict]]:
+    """Yield ("file:line", object) for each non-blank line; a broken line is a UserError naming it."""
+    path = Path(path)
+    try:
+        f = open(path, encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror or e})") from None
+    with f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UserError(f"{where}: malformed JSON ({e.msg} at column {e.colno}); "
+                                f"expected one JSON object per line") from None
+            if not isinstance(obj, dict):
+                raise UserError(f"{where}: expected a JSON object per line, got {type(obj).__name__}")
+            yield where, obj

@@ -1,0 +1,180 @@
+"""Systems x tasks -> one JSONL line per example, resumable; then the leaderboard and plots.
+
+Layout of a run folder:
+  config.json                       the resolved configuration (written atomically)
+  preds/<system>/<task>.jsonl       one line per example: prompt, query, retrieved ids, prediction, golds, scores
+  leaderboard.csv, groups.png, tasks.png
+
+Each batch's lines are appended and flushed together; a run killed mid-batch leaves at most one partial
+line, which the resume drops. A resumed run skips the examples already written, so finishing an
+interrupted run gives the same files as an uninterrupted one (systems are deterministic).
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from imprag_bench.harness import metrics, report
+from imprag_bench.harness.assets import cache_root, log
+from imprag_bench.harness.config import PREDICTION_KEYS, SystemSpec
+from imprag_bench.harness.errors import UserError
+from imprag_bench.harness.io import atomic_write_text
+from imprag_bench.harness.records import Example
+from imprag_bench.harness.registry import SYSTEMS, TASKS
+from imprag_bench.harness.system import RunContext
+
+
+def select(examples: list[Example], n: int | None, seed: int, task: str) -> list[Example]:
+    """A seeded, order-preserving subset of n examples (all when n is None or too large)."""
+    if n is None or n >= len(examples):
+        return examples
+    keep = sorted(random.Random(f"{seed}:{task}").sample(range(len(examples)), n))
+    return [examples[i] for i in keep]
+
+
+def resolve_task(name: str, cfg: dict):
+    """(TaskSpec, data source): a registered task on the run's source, or `local:PATH` for a
+    FlashRAG-schema {id, question, golden_answers} file."""
+    if name.startswith("local:"):
+        from imprag_bench.tasks.local import local_task
+        return local_task(name[len("local:"):]), "local"
+    return TASKS.get(name), cfg["source"]
+
+
+def load_demos(spec, source: str, cfg: dict) -> list[Example]:
+    """Few-shot demonstrations from the task's train split (dev if it has no train split).
+    Local files have a single split, so they get none (the demos would also be evaluated)."""
+    if not cfg.get("fewshot") or source == "local":
+        return []
+    for split in ("train", "dev"):
+        try:
+            pool = spec.load(source, split)
+        except UserError:
+            continue
+        if pool:
+            return pool[: cfg["fewshot"]]
+    return []
+
+
+def read_done(path: Path) -> dict[str, dict]:
+    """Records already written for one (system, task); a trailing partial line is cut off the file."""
+    done: dict[str, dict] = {}
+    if not path.exists():
+        return done
+    good_bytes = 0
+    with open(path, "rb") as f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                break
+            if not line.endswith(b"\n"):
+                break
+            done[rec["id"]] = rec
+            good_bytes += len(line)
+    if good_bytes != path.stat().st_size:
+        with open(path, "r+b") as f:
+            f.truncate(good_bytes)
+    return done
+
+
+def check_config(out: Path, cfg: dict) -> None:
+    """Refuse to resume into a folder whose earlier run used different prediction settings."""
+    path = out / "config.json"
+    if not path.exists():
+        return
+    try:
+        old = json.loads(path.read_text())
+    except ValueError:
+        raise UserError(f"{path}: unreadable config of an earlier run; use another --out") from None
+    diff = [k for k in PREDICTION_KEYS if old.get(k) != cfg.get(k)]
+    if diff:
+        raise UserError(f"{out} holds a run with different settings ({', '.join(diff)}); "
+                        "use another --out or the same settings to resume")
+
+
+def run(cfg: dict) -> Path:
+    """Evaluate every system on every task of the config; returns the run folder."""
+    out = Path(cfg["out"])
+    resolved = [resolve_task(t, cfg) for t in cfg["tasks"]]
+    specs = [spec for spec, _ in resolved]
+    systems = [SystemSpec.parse(s) for s in cfg["systems"]]
+    for s in systems:
+        SYSTEMS.get(s.name)  # fail on unknown names before any work
+    data = {}
+    for spec, source in resolved:
+        data[spec.name] = (select(spec.load(source, cfg["split"]), cfg.get("n"), cfg["seed"], spec.name),
+                           load_demos(spec, source, cfg))
+    corpus = None
+    if any(s.name != "closed-book" for s in systems):
+        from imprag_bench.tasks.corpora import load_corpus
+        corpus = load_corpus(cfg["corpus"], cfg.get("corpus_limit"))
+    check_config(out, cfg)  # all input is validated before anything is written
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.json", json.dumps(cfg, indent=1, sort_keys=True))
+
+    base_opts = {k: cfg[k] for k in ("model", "k", "batch_size", "max_new_tokens", "seed", "device", "dtype")
+                 if k in cfg}
+    for sspec in systems:
+        todo = {}
+        for spec in specs:
+            path = out / "preds" / sspec.slug / f"{spec.name}.jsonl"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            done = read_done(path)
+            todo[spec.name] = (path, [ex for ex in data[spec.name][0] if ex.id not in done])
+        if not any(rest for _, rest in todo.values()):
+            log(f"{sspec.label}: all tasks already done")
+            continue
+        options = {**base_opts, **sspec.options}
+        system = SYSTEMS.get(sspec.name)(options)
+        ctx = RunContext(options=options, cache_dir=Path(cfg.get("cache_dir") or cache_root()),
+                         demos={name: demos for name, (_, demos) in data.items()}, seed=cfg["seed"])
+        system.prepare(corpus, ctx)
+        for spec in specs:
+            path, rest = todo[spec.name]
+            _run_task(system, sspec.label, spec, rest, path, corpus, int(options.get("k", 5)),
+                      int(cfg.get("batch_size", 8)) * 4)
+    finish(out)
+    return out
+
+
+def _run_task(system, label, spec, examples, path, corpus, k, chunk):
+    bar = tqdm(total=len(examples), desc=f"{label} / {spec.name}", unit="ex", dynamic_ncols=True)
+    with open(path, "a") as f:
+        for s in range(0, len(examples), chunk):
+            batch = examples[s:s + chunk]
+            preds = system.predict(batch)
+            if [p.id for p in preds] != [ex.id for ex in batch]:
+                raise RuntimeError(f"system {label} returned predictions out of order or incomplete")
+            lines = []
+            for ex, p in zip(batch, preds):
+                top = p.retrieved[:k]
+                texts = [q.as_text() for q in corpus.get_many(top)] if (corpus is not None and p.retrieved) else None
+                scores = metrics.score_example(p.text, ex.golds, texts, k, spec.recall)
+                lines.append(json.dumps({
+                    "system": label, "task": spec.name, "group": spec.group, "id": ex.id, "prompt": ex.prompt,
+                    "query": p.query, "retrieved": top, "prediction": p.text, "golds": ex.golds, **scores,
+                }, ensure_ascii=False) + "\n")
+            f.write("".join(lines))
+            f.flush()
+            os.fsync(f.fileno())
+            bar.update(len(batch))
+    bar.close()
+
+
+def finish(out: Path) -> None:
+    """Leaderboard CSV and plots from every per-example file of the run."""
+    files = sorted((out / "preds").glob("*/*.jsonl"))
+    records = report.read_records(files)
+    if not records:
+        return
+    df = report.leaderboard(records)
+    report.write_csv(df, out / "leaderboard.csv")
+    from imprag_bench.harness import plots
+    plots.plot_groups(df, out / "groups.png")
+    plots.plot_tasks(df, out / "tasks.png")
+    log(f"leaderboard: {out / 'leaderboard.csv'}")

@@ -1,0 +1,283 @@
+"""ImpRAG's training objective (paper section 4): J = J_gen + lambda * J_ret on one set of weights.
+
+Retrieval items (seen tasks, with pseudo-labelled `Candidates`):
+- J_ret scores the query embedding E_q (layer b, with gradient) against candidate passage embeddings E_p
+  (layer b, with full gradient through the passages: stop-grad was clearly worse in
+  docs/warmup-feasibility.md). Candidates of a query = its own positives P + own hard negatives N_h + the
+  other queries' candidates of the global batch (in-batch negatives, gathered across ranks). A passage id in
+  P(q) is never a negative of q; a passage id that occurs twice in the gathered set counts once.
+  * warmup (the first `warmup_share` of the steps; paper: 3 of 10 epochs): multi-label NCE (Eq. 3) on
+    scores * `score_scale`.
+  * then self-distillation (Eqs. 4-6): P_T = softmax(log P_LM(r | p, q) / tau_t) over q's own P u N_h,
+    each candidate read alone through the middle layers, computed under no_grad; P_R = softmax(s / tau_r)
+    over the same candidates (`distill_over="own"`), or over all of C with P_T = 0 on the passages whose
+    likelihood is not computed (`"all"`: in-batch and extra negatives; the paper builds C "as in warmup" but
+    scoring every in-batch passage with the LM is out of a CPU budget); J_ret = KL(P_T || P_R).
+- Extra negatives (imprag_bench.imprag.negatives, off by default): `random_negatives` corpus passages per step (the CPU
+  presets use 16) and a bank of the last `bank_size` candidate embeddings, both stop-grad, appended as
+  negative columns, so that passages outside the queries' neighbourhoods are pushed down too. The bank is
+  not used by any preset: with 1,024 rows and lr 2e-4 it made J_gen rise from ~2.3 to ~5 within 50 steps
+  and the model's answers degenerate (results/training/README.md).
+- J_gen: LM loss on " target\n" given the prompt reading `n_read` of its own candidates (positives first)
+  as prefix KV in layers b..t.
+Instruction items (reading / denoise / sentgen): J_gen without passages; plain items: LM loss on the text.
+J_gen is the mean over all target tokens of the batch.
+
+Score scale: raw dot products of SmolLM2's layer-8 q/k are ~|12| at init; 1/sqrt(head_dim) (the scale the
+model's own attention uses) made the first NCE losses sane in the feasibility run, so it is the default,
+and tau_r defaults to 1/score_scale so P_R in the distillation stage lives on the same scale as the warmup.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from imprag_bench.imprag import losses as L
+from imprag_bench.imprag.model import ImpRAGModel, pad
+from imprag_bench.imprag.negatives import BANK_FILE, NegativeBank, random_passages
+from imprag_bench.imprag.trainer import gather_candidates
+
+CONFIG_FILE = "imprag_config.json"
+
+
+@dataclass
+class ObjectiveConfig:
+    """Loss settings (defaults documented in the module docstring and in imprag_bench/imprag/train.py's presets)."""
+
+    lam: float = 1.0  # weight of J_ret
+    warmup_share: float = 0.3  # share of steps with the NCE loss (paper: 3 of 10 epochs)
+    score_scale: float | None = None  # None -> 1/sqrt(head_dim)
+    tau_r: float | None = None  # None -> 1/score_scale
+    tau_t: float = 1.0  # Eq. 4 as written: P_T is the posterior over candidates under a uniform prior
+    n_read: int = 2  # own candidates read in J_gen (positives first); 0 = closed-book J_gen
+    max_prompt_tokens: int = 192  # instruction prompts are cut on the left (the question stays)
+    max_target_tokens: int = 48  # targets / plain text are cut on the right
+    query_k: int = 3  # the query is embedded at positions k*l_max, as at inference with k passages
+    bf16: bool = False  # bf16 autocast (3x faster on AMX CPUs; same vectors to cos 0.99999)
+    gen_weight: float = 1.0  # weight of J_gen (0 -> retrieval-only training, for ablations)
+    random_negatives: int = 0  # random corpus passages per step added as (stop-grad) negatives
+    bank_size: int = 0  # recent candidate/random embeddings kept as extra stop-grad negatives (0 = paper)
+    distill_over: str = "own"  # P_R normaliser in self-distillation: "own" P u N_h, or "all" of C (+ extras)
+    seed: int = 0  # random negatives are a function of (seed, step)
+    retriever_lr_scale: float = 1.0  # lr multiplier of what E_q/E_p are computed by (layers 0..b-1, layer b's
+    # norm, q_proj, k_proj); the paper trains everything at one lr (1.0)
+
+
+def target_text(target: str) -> str:
+    """The generated continuation: a space, the answer, the newline that ends decoding."""
+    return f" {target.strip()}\n"
+
+
+class ImpRAGObjective:
+    """The `imprag_bench.imprag.trainer.Objective` of ImpRAG. `passage_text(ids) -> texts` as the index embeds them."""
+
+    def __init__(self, model: ImpRAGModel, passage_text, config: ObjectiveConfig | None = None,
+                 negative_pool: list[str] | None = None):
+        self.model = model
+        self.passage_text = passage_text
+        self.cfg = config or ObjectiveConfig()
+        if self.cfg.distill_over not in ("own", "all"):
+            raise ValueError(f"distill_over: expected 'own' or 'all', got {self.cfg.distill_over!r}")
+        if self.cfg.random_negatives and not negative_pool:
+            raise ValueError("random_negatives needs a negative_pool (the corpus passage ids)")
+        self.scale = self.cfg.score_scale or model.runner.head_dim ** -0.5
+        self.tau_r = self.cfg.tau_r or 1.0 / self.scale
+        self.negative_pool = list(negative_pool or [])
+        self.bank = NegativeBank(self.cfg.bank_size, model.dim)
+
+    def parameters(self):
+        return self.model.lm.parameters()
+
+    def lr_scales(self) -> dict[int, float]:
+        """id(parameter) -> lr multiplier for the trainer: `retriever_lr_scale` on the retriever's own weights
+        (layers 0..b-1 and layer b's input norm, q_proj, k_proj; not the embeddings, which the LM head shares)."""
+        if self.cfg.retriever_lr_scale == 1.0:
+            return {}
+        r, b = self.model.runner, self.model.b
+        attn = r.layer(b).self_attn
+        mods = [r.layer(i) for i in range(b)] + [r.layer(b).input_layernorm, attn.q_proj, attn.k_proj]
+        return {id(p): self.cfg.retriever_lr_scale for m in mods for p in m.parameters()}
+
+    def stage(self, step: int, total_steps: int) -> str:
+        """'warmup' for the first ceil(warmup_share * total) steps, then 'distill'."""
+        return "warmup" if step < warmup_steps(self.cfg.warmup_share, total_steps) else "distill"
+
+    def _autocast(self):
+        return torch.autocast(self.model.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16)
+
+    # ---- retrieval ---------------------------------------------------------------------------------
+    def _embed_passages(self, pids: list[str]) -> Tensor:
+        m = self.model
+        ids, mask = pad(m.index_tokens(self.passage_text(pids)), m.pad_id, "right")
+        with self._autocast():  # bf16 for the layers; scores and losses below in fp32
+            return m.passage_embeddings(ids.to(m.device), mask.to(m.device)).float()
+
+    def _extra_negatives(self, fresh: list[str], step: int) -> tuple[list[str], Tensor, list[str], Tensor]:
+        """(bank ids, bank rows, random ids, random embeddings), all stop-grad, none among `fresh`."""
+        taken = set(fresh)
+        rnd = [p for p in random_passages(self.negative_pool, self.cfg.random_negatives, self.cfg.seed, step)
+               if p not in taken]
+        with torch.no_grad():
+            e_rnd = self._embed_passages(rnd) if rnd else torch.zeros((0, self.model.dim), device=self.model.device)
+        taken |= set(rnd)
+        keep = [j for j, pid in enumerate(self.bank.ids) if pid not in taken]
+        return [self.bank.ids[j] for j in keep], self.bank.emb[keep].to(e_rnd.device), rnd, e_rnd
+
+    def candidate_scores(self, items: list, step: int = 0, extras: bool = True
+                         ) -> tuple[Tensor, list[str], Tensor, Tensor]:
+        """Scores [n_q, n_c] of the local queries against the gathered, de-duplicated candidates, then (if
+        `extras` and configured) the bank and random negatives; with the column ids and bool masks
+        positive/negative [n_q, n_c]: own P (fresh columns only); every column whose id is not in own P."""
+        m = self.model
+        local: list[str] = []
+        for it in items:
+            for pid in (*it.candidates.positives, *it.candidates.hard_negatives):
+                if pid not in local:
+                    local.append(pid)
+        e_p = self._embed_passages(local)
+        all_ids, e_all = gather_candidates(local, e_p)
+        first = {}
+        for j, pid in enumerate(all_ids):
+            first.setdefault(pid, j)
+        keep = sorted(first.values())
+        all_ids, e_all = [all_ids[j] for j in keep], e_all[keep]
+        q_ids, q_mask = m.prompt_batch([it.prompt for it in items])
+        with self._autocast():
+            e_q = m.query_embeddings(q_ids, q_mask, self.cfg.query_k * m.cfg.l_max).float()
+        positive = torch.tensor([[pid in set(it.candidates.positives) for pid in all_ids] for it in items],
+                                dtype=torch.bool, device=e_q.device)
+        scores, negative = m.score(e_q, e_all), ~positive
+        use = extras and (self.cfg.bank_size > 0 or self.cfg.random_negatives > 0)
+        if use:  # the bank is read before this step's rows enter it
+            b_ids, b_emb, r_ids, r_emb = self._extra_negatives(all_ids, step)
+            self.bank.push(all_ids + r_ids, torch.cat([e_all.detach(), r_emb]))
+            x_ids, x_emb = b_ids + r_ids, torch.cat([b_emb, r_emb])
+        if use and x_ids:  # never an own positive: those are fresh candidates, excluded from the extras
+            x_neg = torch.ones((len(items), len(x_ids)), dtype=torch.bool, device=e_q.device)
+            scores = torch.cat([scores, m.score(e_q, x_emb.to(e_q.dtype))], 1)
+            positive = torch.cat([positive, ~x_neg], 1)
+            negative = torch.cat([negative, x_neg], 1)
+            all_ids = all_ids + x_ids
+        return scores, all_ids, positive, negative
+
+    @torch.no_grad()
+    def teacher_loglik(self, items: list) -> tuple[list[list[str]], Tensor]:
+        """log P_LM(target | prompt, one candidate) for each item's own P u N_h: (ids per item, [n_q, c_max]
+        padded with -inf). No gradient: the distillation target is stop-grad (Eq. 6)."""
+        cands = [list(dict.fromkeys((*it.candidates.positives, *it.candidates.hard_negatives))) for it in items]
+        width = max(len(c) for c in cands)
+        out = torch.full((len(items), width), float("-inf"))
+        pairs = [(i, j) for i, c in enumerate(cands) for j in range(len(c))]
+        chunk = 32
+        for s in range(0, len(pairs), chunk):
+            part = pairs[s:s + chunk]
+            with self._autocast():
+                ll = self.model.target_loglik([items[i].prompt for i, _ in part],
+                                              [target_text(items[i].target) for i, _ in part],
+                                              [self.passage_text([cands[i][j]]) for i, j in part])
+            for (i, j), v in zip(part, ll.float().cpu()):
+                out[i, j] = v
+        return cands, out
+
+    def retrieval_loss(self, items: list, stage: str, step: int = 0) -> Tensor:
+        extras = stage == "warmup" or self.cfg.distill_over == "all"
+        scores, all_ids, positive, negative = self.candidate_scores(items, step, extras=extras)
+        if stage == "warmup":
+            return L.multilabel_nce(scores, positive, negative, scale=self.scale)
+        cands, ll = self.teacher_loglik(items)
+        col = {pid: j for j, pid in enumerate(all_ids)}
+        target = torch.full_like(scores, float("-inf"))
+        for i, c in enumerate(cands):
+            for j, pid in enumerate(c):
+                target[i, col[pid]] = ll[i, j]
+        own = torch.isfinite(target)
+        return L.distillation_kl(scores, target, own, tau_r=self.tau_r, tau_t=self.cfg.tau_t,
+                                 score_mask=negative if self.cfg.distill_over == "all" else None)
+
+    # ---- generation ----------------------------------------------------------------------------------
+    def _token_loglik(self, prompts: list[list[int]], targets: list[list[int]], passages) -> Tensor:
+        """Summed target-token log-likelihood over the batch (ids given; `passages` texts per item or None)."""
+        m = self.model
+        ids, mask = pad([p + t for p, t in zip(prompts, targets)], m.pad_id, "left")
+        is_t = torch.zeros_like(mask)
+        for i, t in enumerate(targets):
+            is_t[i, ids.shape[1] - len(t):] = True
+        ids, mask, is_t = ids.to(m.device), mask.to(m.device), is_t.to(m.device)
+        logits = m.forward_logits(ids, mask, passages)[:, :-1]
+        sel = is_t[:, 1:] & mask[:, :-1]  # predicted from a real token (an empty prompt's first token is not)
+        lp = torch.log_softmax(logits[sel].float(), dim=-1)  # logits only where a target token is predicted
+        return lp.gather(-1, ids[:, 1:][sel][:, None]).sum()
+
+    def generation_loss(self, items: list) -> tuple[Tensor, int]:
+        """(summed negative log-likelihood, number of target tokens) of J_gen over `items`."""
+        m, c = self.model, self.cfg
+        total, count = torch.zeros((), device=m.device), 0
+        groups = [[it for it in items if it.kind == "retrieval"], [it for it in items if it.kind != "retrieval"]]
+        for reading, group in zip((True, False), groups):
+            if not group:
+                continue
+            prompts = [p[-c.max_prompt_tokens:] if p else [] for p in m.token_ids([it.prompt for it in group])]
+            targets = [t[:c.max_target_tokens] for t in m.token_ids(
+                [it.target if it.kind == "plain" else target_text(it.target) for it in group])]
+            passages = None
+            if reading and c.n_read > 0:
+                passages = [self.passage_text(list(dict.fromkeys(
+                    (*it.candidates.positives, *it.candidates.hard_negatives)))[:c.n_read]) for it in group]
+            with self._autocast():
+                total = total - self._token_loglik(prompts, targets, passages)
+            count += sum(max(0, len(t) - (0 if p else 1)) for p, t in zip(prompts, targets))
+        return total, count
+
+    def losses(self, batch: list, step: int, total_steps: int) -> dict[str, Tensor]:
+        stage = self.stage(step, total_steps)
+        ret = [it for it in batch if it.kind == "retrieval" and it.candidates is not None]
+        out = {}
+        nll, n_tok = self.generation_loss(batch)
+        out["gen"] = nll / max(1, n_tok)
+        if ret:
+            out["ret"] = self.retrieval_loss(ret, stage, step)
+        else:  # every rank must run the same collectives: gather an empty candidate set
+            gather_candidates([], torch.zeros((0, self.model.dim), device=self.model.device))
+            out["ret"] = torch.zeros((), device=self.model.device)
+        out["loss"] = self.cfg.gen_weight * out["gen"] + self.cfg.lam * out["ret"]
+        out["distill"] = torch.tensor(float(stage == "distill"))
+        return {"loss": out["loss"], **{k: v for k, v in out.items() if k != "loss"}}
+
+    # ---- checkpoints ---------------------------------------------------------------------------------
+    def save(self, folder: Path) -> None:
+        """An HF folder (safetensors + tokenizer) that imprag_bench.harness.lm.load_lm reads, plus imprag_config.json
+        with b/t/l_max/passage_encoding (read by imprag_bench.imprag.system.config_from_options)."""
+        folder = Path(folder)
+        self.model.lm.save_pretrained(folder, safe_serialization=True)
+        self.model.tok.save_pretrained(folder)
+        m = self.model
+        (folder / CONFIG_FILE).write_text(json.dumps(
+            {"b": m.b, "t": m.t, "l_max": m.cfg.l_max, "passage_encoding": m.cfg.passage_encoding,
+             "objective": asdict(self.cfg)}, indent=1))
+        if self.cfg.bank_size > 0:
+            self.bank.save(folder)
+
+    def load(self, folder: Path) -> None:
+        """Load the weights (exact fp32 values; tied lm_head may be absent) and the negative bank saved by
+        `save`."""
+        from safetensors.torch import load_file
+
+        state = {}
+        for f in sorted(Path(folder).glob("*.safetensors")):
+            if f.name != BANK_FILE:
+                state.update(load_file(f, device=str(self.model.device)))
+        self.bank.load(folder)
+        missing, unexpected = self.model.lm.load_state_dict(state, strict=False)
+        tied = getattr(self.model.lm.config, "tie_word_embeddings", False)
+        missing = [k for k in missing if not (tied and k == "lm_head.weight")]
+        if missing or unexpected:
+            raise RuntimeError(f"{folder}: checkpoint mismatch: missing={missing} unexpected={unexpected}")
+
+
+def warmup_steps(share: float, total_steps: int) -> int:
+    """Number of NCE (warmup) steps before self-distillation starts."""
+    return min(total_steps, int(-(-share * total_steps // 1)))

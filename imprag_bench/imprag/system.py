@@ -1,0 +1,120 @@
+"""ImpRAG as a harness system: the LM's own bottom layers index the corpus and embed the implicit query;
+its middle layers read the retrieved passages as KV. There is no query text (Prediction.query is None).
+
+Options (preset / `imprag:key=value`): model (default smollm2-135m) or checkpoint (an ImpRAG folder; an
+`imprag_config.json` in it supplies b/t/l_max/passage_encoding unless given), k (5), b, t (default
+`imprag_bench.imprag.model.default_layer_groups`), l_max (128), passage_encoding (concat), read_top_layers (false),
+batch_size (8), max_new_tokens (16), bf16 (false: bf16 autocast for the index build only), index (FAISS
+factory, Flat), device (cpu).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+
+from imprag_bench.harness import lm as hlm
+from imprag_bench.harness.assets import log, sha256_file
+from imprag_bench.harness.corpus import Corpus
+from imprag_bench.harness.index import build_index
+from imprag_bench.harness.prompting import lm_input
+from imprag_bench.harness.records import Example, Prediction
+from imprag_bench.harness.registry import SYSTEMS
+from imprag_bench.harness.system import RunContext
+from imprag_bench.imprag.generate import STAGES
+from imprag_bench.imprag.model import ImpRAGConfig, ImpRAGModel
+
+CONFIG_FILE = "imprag_config.json"
+
+
+def weights_digest(model, name: str) -> str:
+    """sha256 of the safetensors files of a local model folder (alias resolved), else of the state dict."""
+    try:
+        path = Path(hlm.resolve_model_path(name))
+    except Exception:  # not an alias, not a folder: fall back to the tensors themselves
+        path = None
+    files = sorted(path.glob("*.safetensors")) if path is not None and path.is_dir() else []
+    h = hashlib.sha256()
+    if files:
+        for f in files:
+            h.update(f.name.encode())
+            h.update(bytes.fromhex(sha256_file(f)))
+    else:
+        for key, t in sorted(model.state_dict().items()):
+            h.update(key.encode())
+            h.update(t.detach().to(torch.float32).contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def config_from_options(options: dict, folder: str | None = None) -> ImpRAGConfig:
+    """ImpRAGConfig from run options, over an ImpRAG checkpoint's saved config where there is one."""
+    saved = {}
+    if folder and (Path(folder) / CONFIG_FILE).is_file():
+        saved = json.loads((Path(folder) / CONFIG_FILE).read_text())
+    merged = {**saved, **{k: options[k] for k in ("b", "t", "l_max", "passage_encoding", "read_top_layers")
+                          if options.get(k) is not None}}
+    return ImpRAGConfig(b=merged.get("b"), t=merged.get("t"), k=int(options.get("k", 5)),
+                        l_max=int(merged.get("l_max", 128)),
+                        passage_encoding=merged.get("passage_encoding", "concat"),
+                        read_top_layers=bool(merged.get("read_top_layers", False)))
+
+
+class ImpRAGSystem:
+    """Implicit-query RAG with one LM: index with layers 0..b, retrieve with E_q, read passage KV in b..t."""
+
+    def __init__(self, options: dict):
+        self.options = dict(options)
+        self.name = options.get("label", "imprag")
+        self.index = None
+        self.timings = dict.fromkeys(STAGES, 0.0)
+        self.n_predicted = 0
+
+    def prepare(self, corpus: Corpus | None, ctx: RunContext) -> None:
+        self.ctx = ctx
+        name = ctx.opt("checkpoint") or ctx.opt("model", "smollm2-135m")
+        hf, tok = hlm.load_lm(name, dtype=ctx.opt("dtype", "float32"), device=ctx.opt("device", "cpu"))
+        self.model = ImpRAGModel(hf, tok, config_from_options(ctx.options, ctx.opt("checkpoint")))
+        self.k = int(ctx.opt("k", 5))
+        self.batch_size = int(ctx.opt("batch_size", 8))
+        self.max_new_tokens = int(ctx.opt("max_new_tokens", 16))
+        self.corpus = corpus
+        if corpus is None:
+            log(f"{self.name}: no corpus, answering closed-book")
+            return
+        cfg, bf16 = self.model.cfg, bool(ctx.opt("bf16", False))
+        digest = weights_digest(hf, name)
+        binding = {"kind": "imprag-key", "model": digest, "b": self.model.b, "l_max": cfg.l_max,
+                   "corpus": corpus.digest(), "pooling": "k_proj pre-RoPE, last token", "bf16": bf16}
+        where = (Path(ctx.cache_dir) / "index" /
+                 f"imprag-{digest[:12]}-b{self.model.b}-l{cfg.l_max}{'-bf16' if bf16 else ''}-{corpus.digest()[:12]}")
+        texts = corpus.texts
+        self.index = build_index(where, corpus.ids,
+                                 lambda s, e: self.model.embed_passages(texts[s:e], self.batch_size * 4, bf16),
+                                 binding, factory=ctx.opt("index", "Flat"),
+                                 desc=f"indexing corpus with layers 0..{self.model.b} of {name}")
+
+    def retrieve(self, e_q, k: int) -> list[list[str]]:
+        """Top-k passage ids for query embeddings [B, d] (FAISS inner product)."""
+        return self.index.search(e_q, k)[1]
+
+    def passage_texts(self, ids: list[str]) -> list[str]:
+        """Passage texts as the index embedded them (title line, then text)."""
+        return [p.as_text() for p in self.corpus.get_many(ids)]
+
+    def predict(self, examples: list[Example]) -> list[Prediction]:
+        inputs = [lm_input(ex, self.ctx.demos.get(ex.task, [])) for ex in examples]
+        res = self.model.generate(inputs, self.retrieve if self.index is not None else None, self.passage_texts,
+                                  k=self.k, max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)
+        for s, v in res.timings.items():
+            self.timings[s] += v
+        self.n_predicted += len(examples)
+        return [Prediction(ex.id, text, retrieved=ids, query=None)
+                for ex, text, ids in zip(examples, res.texts, res.retrieved)]
+
+
+@SYSTEMS.register("imprag")
+def make(options: dict) -> ImpRAGSystem:
+    """ImpRAG (implicit queries from layer b; passages read as KV in layers b..t)."""
+    return ImpRAGSystem(options)

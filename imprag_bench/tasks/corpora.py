@@ -1,0 +1,32 @@
+"""Knowledge corpora by name: the offline mini-KILT corpus, the hub's 100-word Wikipedia, or a file."""
+from __future__ import annotations
+
+import importlib
+import os
+
+from imprag_bench.harness.corpus import Corpus
+from imprag_bench.harness.errors import UserError
+from imprag_bench.harness.registry import CORPORA
+
+
+@CORPORA.register("minikilt")
+def minikilt_corpus(limit: int | None = None) -> Corpus:
+    """Wikipedia lead sections + infobox passages rendered from country/city facts (offline)."""
+    passages = importlib.import_module("imprag_bench.tasks.minikilt").load_corpus()
+    return Corpus("minikilt", passages[:limit] if limit else passages)
+
+
+@CORPORA.register("hub")
+def hub_corpus(limit: int | None = None) -> Corpus:
+    """The 100-word-passage Wikipedia from the hub (needs network or IMPRAG_BENCH_HUB_FIXTURES)."""
+    return Corpus("hub-wiki", importlib.import_module("imprag_bench.tasks.hub").load_wiki_corpus(limit))
+
+
+def load_corpus(spec: str, limit: int | None = None) -> Corpus:
+    """A registered corpus name, or a path to a {id, title, text} JSONL/Parquet file."""
+    if os.path.exists(spec):
+        passages = importlib.import_module("imprag_bench.tasks.local").load_corpus_file(spec)
+        return Corpus(os.path.basename(spec), passages[:limit] if limit else passages)
+    if spec not in CORPORA and ("/" in spec or spec.endswith((".jsonl", ".parquet"))):
+        raise UserError(f"corpus file {spec} does not exist")
+    return CORPORA.get(spec)(limit)
