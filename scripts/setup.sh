@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv (Python >= 3.10) and install imprag-bench with pinned versions. Idempotent.
+# Create .venv (Python >= 3.11, which the pins in constraints.txt need) and install imprag-bench with pinned versions. Idempotent.
 # torch is pinned to 2.13.0 and installed first, so that nothing pulls a multi-GB CUDA build.
 set -euo pipefail
 cd "$(dirname "$0")/.."

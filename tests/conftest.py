@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from imprag_bench.imprag.testing import byte_tokenizer
+from tests.tiny import byte_tokenizer
 
 
 @pytest.fixture(scope="module")

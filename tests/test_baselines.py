@@ -24,7 +24,7 @@ def test_bm25_ranks_the_matching_passage_first_for_each_query():
 
 @pytest.mark.integration
 def test_dense_minilm_retrieves_paraphrased_queries(tmp_path):
-    from imprag_bench.baselines.retrievers.dense import DenseRetriever
+    from imprag_bench.harness.dense import DenseRetriever
     r = DenseRetriever(Corpus("t", PASSAGES), tmp_path)
     got = r.search(["Which city is Peru's capital?", "tallest peak in the world", "how do plants make energy from sunlight"], k=1)
     assert got == [["p0"], ["p2"], ["p3"]]

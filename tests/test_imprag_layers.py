@@ -6,7 +6,7 @@ import torch
 
 from imprag_bench.imprag.layers import positions_from_mask
 from imprag_bench.imprag.model import ImpRAGConfig, ImpRAGModel
-from imprag_bench.imprag.testing import tiny_llama
+from tests.tiny import tiny_llama
 
 PROMPTS = ["Q: who wrote it? A:", "Q: x A:", "a longer prompt about the capital of France, Q: A:"]
 PASSAGES = [["Paris is the capital of France.", "Rome is in Italy and old."],

@@ -9,7 +9,7 @@ from imprag_bench.harness.index import build_index
 from imprag_bench.imprag.generate import stop_token_ids
 from imprag_bench.imprag.layers import positions_from_mask
 from imprag_bench.imprag.model import ImpRAGConfig, ImpRAGModel, default_layer_groups, pad
-from imprag_bench.imprag.testing import tiny_llama
+from tests.tiny import tiny_llama
 
 PROMPTS = ["Q: who wrote Hamlet? A:", "Q: x A:", "Q: what is the capital of France and why? A:", "hi"]
 DOCS = ["Paris is the capital of France.", "Hamlet was written by Shakespeare.", "Rome.",

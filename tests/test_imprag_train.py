@@ -5,11 +5,13 @@ import math
 import pytest
 import torch
 
-from imprag_bench.imprag.candidates import Candidates
+from imprag_bench.harness.training.candidates import Candidates
 from imprag_bench.imprag.model import ImpRAGConfig, ImpRAGModel, pad
-from imprag_bench.imprag.objective import ImpRAGObjective, ObjectiveConfig, target_text, warmup_steps
-from imprag_bench.imprag.testing import byte_tokenizer, tiny_llama
-from imprag_bench.imprag.train_mix import TrainItem
+from imprag_bench.harness.training.data import target_text
+from imprag_bench.harness.training.loop import warmup_steps
+from imprag_bench.imprag.objective import ImpRAGObjective, ObjectiveConfig
+from tests.tiny import byte_tokenizer, tiny_llama
+from imprag_bench.harness.training.mix import TrainItem
 
 TEXTS = {f"p{i}": f"Title {i}\npassage {i} says the answer is a{i % 4}" for i in range(12)}
 
@@ -60,7 +62,7 @@ def test_warmup_loss_equals_hand_computed_nce():
 
 
 def test_distillation_loss_equals_hand_computed_kl_over_own_candidates():
-    obj = make(score_scale=0.5, tau_t=2.0)  # tau_r defaults to 1/score_scale = 2
+    obj = make(score_scale=0.5, tau_t=2.0, distill_over="own", teacher_over="own")  # tau_r = 1/score_scale = 2
     its = items()
     m = obj.model
     with torch.no_grad():
@@ -80,7 +82,7 @@ def test_distillation_loss_equals_hand_computed_kl_over_own_candidates():
 
 
 def test_distillation_over_all_of_c_gives_zero_target_mass_to_unscored_candidates():
-    obj = make(score_scale=0.5, tau_t=2.0, distill_over="all")
+    obj = make(score_scale=0.5, tau_t=2.0, distill_over="all", teacher_over="own")
     its = items()
     m = obj.model
     ids = ["p0", "p1", "p2", "p3", "p4"]
@@ -99,46 +101,53 @@ def test_distillation_over_all_of_c_gives_zero_target_mass_to_unscored_candidate
     assert abs(got - total / 2) < 1e-4
 
 
-def test_random_and_bank_negatives_are_extra_negative_columns():
-    from imprag_bench.imprag.negatives import random_passages
-    obj = make(random_negatives=3, bank_size=20, seed=1)
+def test_paper_distillation_scores_every_candidate_of_c_with_the_teacher():
+    """Eqs. 4-6 as the paper applies them: P_T and P_R both over all of C (own P u N_h and the in-batch
+    negatives), every candidate scored by the LM alone; no score scale (Eq. 3/5 have none)."""
+    obj = make(tau_t=2.0)
+    assert obj.cfg.distill_over == obj.cfg.teacher_over == "all" and obj.scale == 1.0 and obj.tau_r == 1.0
+    its = items()
+    m = obj.model
+    ids = ["p0", "p1", "p2", "p3", "p4"]
+    with torch.no_grad():
+        s = raw_scores(obj, its, ids).tolist()
+        got = obj.retrieval_loss(its, "distill").item()
+        total = 0.0
+        for i, it in enumerate(its):
+            ll = [m.target_loglik([it.prompt], [target_text(it.target)], [[TEXTS[p]]]).item() for p in ids]
+            zt = sum(math.exp(x / 2.0) for x in ll)
+            zr = sum(math.exp(x) for x in s[i])
+            for j, x in enumerate(ll):
+                t, r = math.exp(x / 2.0) / zt, math.exp(s[i][j]) / zr
+                total += t * math.log(t / r)
+    assert abs(got - total / 2) < 1e-4
+
+
+def test_random_negatives_are_extra_negative_columns_never_scored_by_the_teacher():
+    from imprag_bench.harness.training.negatives import random_passages
+    obj = make(random_negatives=3, seed=1)
     fresh = ["p0", "p1", "p2", "p3", "p4"]
     rnd0 = [p for p in random_passages(list(TEXTS), 3, 1, 0) if p not in fresh]
     scores, ids, pos, neg = obj.candidate_scores(items(), step=0)
-    assert ids == fresh + rnd0  # the bank is empty at the first step
+    assert ids == fresh + rnd0 and obj.n_fresh == 5
     assert not pos[:, 5:].any() and neg[:, 5:].all()
     assert pos[:, :5].tolist() == [[True, True, False, False, False], [False, False, False, True, False]]
     assert torch.allclose(scores, raw_scores(obj, items(), ids), atol=1e-4)
-    assert obj.bank.ids == fresh + rnd0
-    # step 1, only q1: p0 and p2 and the step-0 random passages come back from the bank with their stored vectors
-    stored = dict(zip(obj.bank.ids, obj.bank.emb))
-    with torch.no_grad():  # move the weights: bank rows are stale, fresh ones are not
-        obj.model.lm.model.layers[0].self_attn.q_proj.weight.mul_(1.5)
-        obj.model.lm.model.layers[0].self_attn.k_proj.weight.mul_(1.5)
-    its = items()[1:]
-    rnd1 = [p for p in random_passages(list(TEXTS), 3, 1, 1) if p not in {"p3", "p1", "p4"}]
-    scores, ids, pos, neg = obj.candidate_scores(its, step=1)
-    fresh1 = ["p3", "p1", "p4"]
-    bank = [p for p in fresh + rnd0 if p not in fresh1 and p not in rnd1]
-    assert ids == fresh1 + bank + rnd1
-    qi, qm = obj.model.prompt_batch([its[0].prompt])
-    e_q = obj.model.query_embeddings(qi, qm, obj.cfg.query_k * obj.model.cfg.l_max)
-    want_bank = obj.model.score(e_q, torch.stack([stored[p] for p in bank]))
-    assert torch.allclose(scores[:, 3:3 + len(bank)], want_bank, atol=1e-4)
-    assert torch.allclose(scores[:, 3 + len(bank):], raw_scores(obj, its, rnd1), atol=1e-4)
-    assert neg[0].tolist() == [False, True, True] + [True] * (len(bank) + len(rnd1))
+    rnd1 = random_passages(list(TEXTS), 3, 1, 1)
+    assert rnd1 != random_passages(list(TEXTS), 3, 1, 0)  # a new draw every step, the same on every rank
+    seen = []
+    orig = obj.teacher_loglik
+    obj.teacher_loglik = lambda its, cols=None: seen.append(cols) or orig(its, cols)
+    obj.retrieval_loss(items(), "distill", step=0)
+    assert seen == [fresh]  # the teacher scores C, not the random extras
 
 
-def test_negative_bank_keeps_the_newest_unique_rows(tmp_path):
-    from imprag_bench.imprag.negatives import NegativeBank
-    bank = NegativeBank(3, 2)
-    bank.push(["a", "b"], torch.tensor([[1.0, 0], [2, 0]]))
-    bank.push(["a", "c", "d"], torch.tensor([[3.0, 0], [4, 0], [5, 0]]))
-    assert bank.ids == ["a", "c", "d"] and bank.emb[:, 0].tolist() == [3, 4, 5]
-    bank.save(tmp_path)
-    other = NegativeBank(3, 2)
-    other.load(tmp_path)
-    assert other.ids == bank.ids and torch.equal(other.emb, bank.emb)
+def test_score_scale_accepts_a_number_or_the_attention_scale():
+    from imprag_bench.imprag.objective import score_scale
+    assert score_scale(1.0, 64) == 1.0 and score_scale("1/sqrt(head_dim)", 64) == 0.125
+    for bad in (0, -1.0, "sqrt", True):
+        with pytest.raises(ValueError):
+            score_scale(bad, 64)
 
 
 def test_no_gradient_flows_through_the_teacher():
@@ -206,26 +215,32 @@ def test_checkpoint_loads_in_the_harness_and_the_system(tmp_path):
 
 
 def test_gather_candidates_single_process_is_identity():
-    from imprag_bench.imprag.trainer import gather_candidates
+    from imprag_bench.harness.training.loop import gather_candidates
     e = torch.randn(3, 4, requires_grad=True)
     ids, g = gather_candidates(["a", "b", "c"], e)
     assert ids == ["a", "b", "c"] and g is e
 
 
-def test_presets_are_complete_and_seen_tasks_only():
+def test_presets_are_typed_seen_tasks_only_and_say_their_recipe():
     from imprag_bench.harness.errors import UserError
-    from imprag_bench.imprag.train import PRESETS, load_examples
-    keys = set(PRESETS["quick"])
-    for name, p in PRESETS.items():
-        assert {"lr", "batch_size", "lam", "tau_t", "warmup_share", "n_read", "l_max", "seed"} <= set(p), name
+    from imprag_bench.harness.registry import TRAINERS
+    from imprag_bench.harness.training.data import load_examples
+    presets = TRAINERS.get("imprag").presets
+    assert set(presets) == {"quick", "full", "paper"}
+    for name, p in presets.items():
         assert set(p["tasks"]) <= {"nq", "hotpotqa"}
-        assert keys - {"epochs"} <= set(p) | {"epochs"}
+        assert (p.recipe == "paper") == (not p.additions), name
+    paper = presets["paper"]
+    assert paper.score_scale == 1.0 and paper.teacher_over == paper.distill_over == "all"
+    assert paper.stage0_steps == paper.refit_steps == paper.random_negatives == 0 and paper.retriever_lr_scale == 1
+    assert paper.retriever == "facebook/contriever-msmarco" and not paper.answer_positives
+    assert {"stage0", "random-negatives"} <= set(presets["quick"].additions)
     with pytest.raises(UserError):
-        load_examples({**PRESETS["quick"], "tasks": ["nq", "fever"]})
+        load_examples(presets["quick"].replace(tasks=["nq", "fever"]))
 
 
 def test_answer_positives_labels():
-    from imprag_bench.imprag.candidates import pseudo_label_answers
+    from imprag_bench.harness.training.candidates import pseudo_label_answers
     ranked = [f"p{i}" for i in range(12)]
     body = {p: ("the answer is Paris" if p in ("p3", "p7", "p11") else "nothing here") for p in ranked}
     out = pseudo_label_answers(["q", "r"], [["paris"], ["london"]], lambda qs, k: [ranked[:k]] * len(qs),
@@ -236,7 +251,7 @@ def test_answer_positives_labels():
 
 
 def test_stage0_features_project_to_the_embeddings_and_the_fit_is_full_corpus_nce(tmp_path):
-    from imprag_bench.imprag import losses as L
+    from imprag_bench.harness.training import losses as L
     from imprag_bench.imprag.projection_warmup import ProjectionWarmupConfig, features, fit_projections, run_stage0
     obj = make()
     m = obj.model
@@ -271,7 +286,7 @@ def test_stage0_features_project_to_the_embeddings_and_the_fit_is_full_corpus_nc
 def test_retrieval_prompts_get_the_evaluation_demonstrations():
     from imprag_bench.harness.prompting import lm_input
     from imprag_bench.harness.registry import TASKS
-    from imprag_bench.imprag.train import with_demonstrations
+    from imprag_bench.harness.training.data import with_demonstrations
     exs = TASKS.get("nq").load("minikilt", "train")[:4]
     its = [TrainItem(f"ret:{ex.id}", "retrieval", ex.prompt, ex.target) for ex in exs]
     its.append(TrainItem("d", "denoise", "ctx A:", "x"))

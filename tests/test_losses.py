@@ -3,7 +3,7 @@ import math
 
 import torch
 
-from imprag_bench.imprag.losses import corpus_nce, distillation_kl, generation_loss, multilabel_nce, sequence_loglik
+from imprag_bench.harness.training.losses import corpus_nce, distillation_kl, generation_loss, multilabel_nce, sequence_loglik
 
 
 def test_multilabel_nce_worked_example():

@@ -8,15 +8,18 @@ from imprag_bench.harness.corpus import Corpus
 from imprag_bench.harness.records import Passage
 from imprag_bench.harness.registry import SYSTEMS, TASKS, TRAINERS
 from imprag_bench.harness.system import RunContext
-from imprag_bench.imprag import losses
-from imprag_bench.imprag.candidates import Candidates
+from imprag_bench.harness.training import losses
+from imprag_bench.harness.training.candidates import Candidates
 from imprag_bench.imprag.model import ImpRAGConfig, ImpRAGModel
-from imprag_bench.imprag.testing import byte_tokenizer, tiny_llama
-from imprag_bench.imprag.train_mix import TrainItem
-from imprag_bench.imprag.trainer import TrainConfig, train
-from imprag_bench.baselines.ra_objectives import (DenseTrainable, ReaderObjective, RetrieverObjective, SliceTrainable,
+from tests.tiny import byte_tokenizer, tiny_llama
+from imprag_bench.harness.training.mix import TrainItem
+from imprag_bench.harness.training.loop import TrainConfig, train
+from imprag_bench.harness.errors import UserError
+from imprag_bench.harness.training.config import SharedTrainConfig
+from imprag_bench.baselines.ra_dit import encoder_name
+from imprag_bench.baselines.ra_objectives import (ReaderObjective, RetrieverObjective, TrainableRetriever,
                                      encode_triples)
-from imprag_bench.baselines.retrievers.dense import DenseEncoder
+from imprag_bench.harness.dense import DenseEncoder
 from imprag_bench.baselines.retrievers.lm_slice import LMSliceEncoder
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -66,7 +69,7 @@ def manual_loglik(lm, tok, context, target):
 def test_ra_dit_retriever_loss_is_distillation_kl_of_scores_vs_lm_logliks_without_lm_gradient(tmp_path):
     lm, tok = tiny_llama(n_layers=2), byte_tokenizer()
     enc = tiny_dense(tmp_path / "enc")
-    obj = RetrieverObjective(DenseTrainable(enc), lm, tok, CORPUS, warmup_steps=0, passage_tokens=64)
+    obj = RetrieverObjective(TrainableRetriever(enc), lm, tok, CORPUS, warmup_steps=0, passage_tokens=64)
     batch = items()
     out = obj.losses(batch, step=0, total_steps=10)
     assert set(out) == {"loss", "kl"}
@@ -108,7 +111,7 @@ def test_ra_dit_llama_retriever_is_a_separate_copy_with_imprag_pooling(tmp_path)
                               torch.tensor(imp.embed_queries(["Q: x? A:"], k=0)), atol=1e-4)
     before = {k: v.clone() for k, v in lm.state_dict().items()}
     slice_before = {k: v.clone() for k, v in enc.hf.state_dict().items()}
-    obj = RetrieverObjective(SliceTrainable(enc), lm, tok, CORPUS, warmup_steps=1, passage_tokens=32)
+    obj = RetrieverObjective(TrainableRetriever(enc), lm, tok, CORPUS, warmup_steps=1, passage_tokens=32)
     ck = train(obj, items(), TrainConfig(out=str(tmp_path / "r"), steps=2, batch_size=4, lr=1e-3))
     assert all(torch.equal(before[k], v) for k, v in lm.state_dict().items())  # the reader is untouched
     assert any(not torch.equal(slice_before[k], v) for k, v in enc.hf.state_dict().items())
@@ -180,7 +183,13 @@ def test_trained_systems_need_a_checkpoint():
 @pytest.mark.parametrize("name", ["ra-it", "ra-dit", "ra-dit-llama"])
 def test_trainer_presets_resolve(name):
     t = TRAINERS.get(name)
-    for preset in ("quick", "full", "gpu"):
-        cfg = t.config(preset, ["steps=3", "k=2"], out="somewhere")
-        assert cfg["steps"] == 3 and cfg["k"] == 2 and cfg["out"] == "somewhere" and cfg["preset"] == preset
-        assert {"batch_size", "retriever_steps", "model", "n_pos", "n_hard"} <= set(cfg)
+    imp = TRAINERS.get("imprag")
+    for preset in ("quick", "full", "paper"):
+        cfg = t.config(preset, ["steps=3", "n_read=2"], out="somewhere")
+        assert cfg["steps"] == 3 and cfg["n_read"] == 2 and cfg["out"] == "somewhere" and cfg["preset"] == preset
+        assert {"batch_size", "retriever_steps", "model", "n_pos", "n_hard"} <= set(cfg.keys())
+        shared = imp.config(preset, ["steps=3", "n_read=2"])  # the matched budget: every shared key agrees
+        assert all(cfg[k] == shared[k] for k in SharedTrainConfig.keys() if k not in ("out", "recipe", "additions"))
+    assert t.config("paper").recipe == "paper" and encoder_name(t.config("paper")) == "facebook/contriever-msmarco"
+    with pytest.raises(UserError, match="did you mean 'n_read'"):
+        t.config("quick", ["n_reed=2"])

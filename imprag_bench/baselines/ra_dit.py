@@ -2,39 +2,35 @@
 
 All three retrieve with an explicit query (the whole prompt by default, `query=oracle` for the task's
 hand-designed query, paper Table 4) and read the top-k passages as text in the LM's context
-(`imprag_bench.baselines.systems.RetrieveRead` + `imprag_bench.baselines.reader.Reader`). Training uses the same data as ImpRAG:
-`imprag_bench.imprag.train_mix.build_mix` over the seen tasks' (nq, hotpotqa) train splits with ImpRAG's pseudo-label
-candidates (`imprag_bench.imprag.train.load_examples` / `imprag_bench.imprag.train.candidates`, i.e. `imprag_bench.imprag.candidates`), the loop
-`imprag_bench.imprag.trainer.train` and the losses of `imprag_bench.imprag.losses`. The unseen tasks are never read.
+(`baselines.systems.RetrieveRead` + `baselines.reader.Reader`). They train on the shared training layer
+(harness.training): the same items as ImpRAG at the same preset (`data.training_items`: seen-task examples,
+cached pseudo-labels, mix, demonstrations), the same loop and losses. The unseen tasks are never read.
 
-- RA-IT: off-the-shelf dense retriever (MiniLM offline, `encoder=facebook/contriever-msmarco` on the hub);
-  the reader (all LM parameters) fine-tuned with J_gen on the mix, retrieval items reading their top-k.
+- RA-IT: off-the-shelf dense retriever (the shared pseudo-labeller `retriever`: MiniLM offline,
+  facebook/contriever-msmarco in the paper preset); the reader (all LM parameters) fine-tuned with J_gen on
+  the mix, retrieval items reading their top-`n_read`.
 - RA-DIT: stage 1 fine-tunes the dense retriever with the LM-likelihood distillation (Eq. 6) on the
   retrieval items, P_T from the frozen base LM; stage 2 is RA-IT's reader training with the tuned retriever.
 - RA-DIT-Llama: the retriever is a separate copy of the base LM's layers 0..b (ImpRAG's bottom group),
-  embedding like ImpRAG (`imprag_bench.baselines.retrievers.lm_slice`); stage 1 warms it up with multi-label NCE (Eq. 3)
+  embedding like ImpRAG (`baselines.retrievers.lm_slice`); stage 1 warms it up with multi-label NCE (Eq. 3)
   on the pseudo-labels for `warmup_share` of its steps, then distils as RA-DIT; stage 2 as RA-IT.
 
 Training folder layout (`imprag-bench train ra-dit --out OUT`): OUT/retriever/checkpoint (stage 1, resumable),
-OUT/reader/checkpoint (stage 2, resumable; the final checkpoint: an HF LM folder that `imprag_bench.harness.lm.load_lm`
+OUT/reader/checkpoint (stage 2, resumable; the final checkpoint: an HF LM folder that `harness.lm.load_lm`
 loads, with `retriever/` inside: the tuned retriever's files, or for RA-IT a `retriever.json` naming the
 off-the-shelf encoder). Evaluate with `ra-dit:checkpoint=OUT/reader/checkpoint` (options k, query,
 passage_tokens: default the l_max it was trained with, from the checkpoint's ra_config.json).
 
-Budget and data: every preset (quick / full / gpu) copies ImpRAG's preset of the same name
-(`imprag_bench.imprag.train.PRESETS`, every key): the same example selection, pseudo-labels (cached in
-OUT/candidates.jsonl), mix, seed, steps x global batch, lr schedule, bf16 autocast, prompt/target cuts, and
-l_max as the passage budget. The reader stage reads top-`k` retrieved passages (default: ImpRAG's `n_read`,
-the number of candidates ImpRAG's J_gen reads). The retriever stage (RA-DIT, RA-DIT-Llama) runs
-`retriever_steps` steps (default ImpRAG's steps; 40 in quick) of `retriever_batch_size` retrieval items;
-RA-DIT-Llama's NCE share is ImpRAG's `warmup_share`. The baselines therefore see the same data and reader
-steps as ImpRAG plus a separate retriever stage, as in the paper (a two-step pipeline).
+Presets: presets/train/shared.yaml (the budget every trained system shares) plus presets/train/ra.yaml
+(`RATrainConfig`'s own keys). The reader stage has the shared steps x batch; the retriever stage (RA-DIT,
+RA-DIT-Llama) runs `retriever_steps` (default: the shared steps) of `retriever_batch_size` retrieval items,
+as in the paper's two-step pipeline.
 """
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -42,59 +38,39 @@ import torch
 from imprag_bench.harness.assets import cache_root, log
 from imprag_bench.harness.errors import UserError
 from imprag_bench.harness.registry import SYSTEMS, TRAINERS
-from imprag_bench.harness.training import Trainer
+from imprag_bench.harness.training.config import SharedTrainConfig, resolve_bf16
+from imprag_bench.harness.training.trainer import Trainer
 from imprag_bench.baselines.systems import RetrieveRead
 
-# Every preset starts from ImpRAG's preset of the same name (imprag_bench.imprag.train.PRESETS), all keys copied, so that
-# the baselines train on the same mix (same example selection, seed, pseudo-label settings such as n_pos,
-# n_hard, answer_positives, same instruction / plain shares) for the same steps x batch with the same optimiser,
-# bf16, l_max and prompt/target cuts. Keys of ImpRAG's joint objective (lam, tau_r, score_scale, passage_encoding,
-# t, query_k, gen_weight, save_warmup, stage0_*, random_negatives, bank_size, distill_over, train_fewshot) are
-# carried but unused; `warmup_share` is RA-DIT-Llama's NCE share.
-_OURS = {
-    "encoder": "minilm",       # RA-IT / RA-DIT dense retriever (paper: facebook/contriever-msmarco)
-    "k": None,                 # passages read by retrieval items in reader training (None: ImpRAG's n_read)
-    "retriever_steps": None,   # retriever stage (RA-DIT, RA-DIT-Llama); None: ImpRAG's steps
-    "retriever_batch_size": None,  # None: ImpRAG's batch_size
-    "retriever_lr": 1e-5,      # dense encoders; the LM-slice retriever uses ImpRAG's lr (`slice_lr`)
-    "slice_lr": None,          # None: ImpRAG's lr
-    "inbatch": True,           # in-batch negatives in P_R (P_T = 0 for them, see imprag_bench.baselines.ra_objectives)
-    "lm_batch": 16,            # sequences per frozen-LM pass when computing P_T
-    "out": None,
-    "cache_dir": None,
-}
 
 
-def _presets() -> dict[str, dict]:
-    from imprag_bench.imprag.train import PRESETS as IMPRAG
+@dataclass
+class RATrainConfig(SharedTrainConfig):
+    """The RA baselines' own training settings (presets/train/ra.yaml) on top of the shared budget."""
 
-    out = {}
-    for name, imp in IMPRAG.items():
-        out[name] = {**_OURS, **imp, "out": None}  # default out: runs/train/<system>-<preset>
-    # CPU quick preset: the retriever stage gets 40 steps (a distillation step costs 8 frozen-LM passes per
-    # query); the reader stage has ImpRAG's quick steps.
-    out["quick"]["retriever_steps"] = 40
-    return out
+    encoder: str | None = None  # RA-IT / RA-DIT dense retriever; None: the shared pseudo-labeller `retriever`
+    retriever_steps: int | None = None  # retriever stage (RA-DIT, RA-DIT-Llama); None: the shared steps
+    retriever_batch_size: int | None = None  # None: the shared batch_size
+    retriever_lr: float = 1e-5  # dense encoders; the LM-slice retriever uses `slice_lr`
+    slice_lr: float | None = None  # None: the shared lr
+    inbatch: bool = True  # in-batch negatives in P_R (P_T = 0 for them, see baselines.ra_objectives)
+    lm_batch: int = 16  # sequences per frozen-LM pass when computing P_T
 
 
-PRESETS = _presets()
+def encoder_name(cfg) -> str:
+    """The dense retriever RA-IT reads with and RA-DIT starts from."""
+    return cfg.encoder or cfg.retriever
 
 
 # ---- data ------------------------------------------------------------------------------------------------
-def training_data(cfg: dict, out: Path):
-    """(corpus, mix): exactly ImpRAG's training mix (imprag_bench.imprag.train's example selection, cached pseudo-labels,
-    imprag_bench.imprag.train_mix.build_mix with the same seed and shares)."""
-    from imprag_bench.imprag.train import candidates, load_examples
-    from imprag_bench.imprag.train_mix import build_mix
+def training_data(cfg, out: Path):
+    """(corpus, mix): exactly the items ImpRAG trains on at the same preset (harness.training.data)."""
+    from imprag_bench.harness.training.data import training_items
     from imprag_bench.tasks.corpora import load_corpus
 
     out.mkdir(parents=True, exist_ok=True)
     corpus = load_corpus(cfg["corpus"], cfg.get("corpus_limit"))
-    examples = load_examples(cfg)
-    cands = candidates(examples, corpus, cfg, out / "candidates.jsonl")
-    mix = build_mix(examples, cands, corpus, seed=cfg["seed"],
-                    n_instruct=int(cfg["instruct_share"] * len(examples)), plain_share=cfg["plain_share"])
-    return corpus, mix
+    return corpus, training_items(cfg, corpus, out)[1]
 
 
 def _steps(cfg: dict, n_items: int, stage: str) -> int:
@@ -117,7 +93,7 @@ def retrieved_contexts(items, retriever, corpus, k: int) -> dict:
 
 
 def _train_cfg(cfg: dict, out: Path, stage: str, n_items: int, lr: float | None = None):
-    from imprag_bench.imprag.trainer import TrainConfig
+    from imprag_bench.harness.training.loop import TrainConfig
 
     bs = cfg.get("retriever_batch_size") if stage == "retriever" else None
     return TrainConfig(out=str(out), steps=_steps(cfg, n_items, stage), batch_size=int(bs or cfg["batch_size"]),
@@ -135,15 +111,15 @@ def train_reader(cfg: dict, corpus, mix, retriever, out: Path, system: str, retr
                  retriever_pointer=None) -> Path:
     """Stage 2 (RA-IT's only stage): the whole LM fine-tuned with J_gen, retrieval items reading top-k."""
     from imprag_bench.harness.lm import load_lm
-    from imprag_bench.imprag.trainer import train
+    from imprag_bench.harness.training.loop import train
     from imprag_bench.baselines.ra_objectives import ReaderObjective
 
-    k = int(cfg.get("k") or cfg["n_read"])
+    k = int(cfg["n_read"])
     contexts = retrieved_contexts(mix, retriever, corpus, k)
     model, tok = load_lm(cfg["model"], device=cfg["device"])
     obj = ReaderObjective(model, tok, contexts, int(cfg["l_max"]), int(cfg["max_prompt_tokens"]),
-                          int(cfg["max_target_tokens"]), bool(cfg["bf16"]), retriever_folder=retriever_folder,
-                          retriever_pointer=retriever_pointer,
+                          int(cfg["max_target_tokens"]), resolve_bf16(cfg["bf16"], cfg["device"]),
+                          retriever_folder=retriever_folder, retriever_pointer=retriever_pointer,
                           meta={"system": system, "base_model": cfg["model"], "k_train": k})
     tc = _train_cfg(cfg, out / "reader", "reader", len(mix))
     log(f"{system}: reader stage, {tc.steps} steps x {tc.batch_size} over {len(mix)} items, top-{k} in context")
@@ -153,8 +129,7 @@ def train_reader(cfg: dict, corpus, mix, retriever, out: Path, system: str, retr
 def train_retriever(cfg: dict, corpus, mix, trainable, lm, tok, out: Path, warmup_share: float,
                     lr: float) -> Path:
     """Stage 1: the retriever trained on the retrieval items against the frozen LM."""
-    from imprag_bench.imprag.objective import warmup_steps
-    from imprag_bench.imprag.trainer import train
+    from imprag_bench.harness.training.loop import train, warmup_steps
     from imprag_bench.baselines.ra_objectives import RetrieverObjective
 
     items = [it for it in mix if it.kind == "retrieval"]
@@ -162,7 +137,8 @@ def train_retriever(cfg: dict, corpus, mix, trainable, lm, tok, out: Path, warmu
     obj = RetrieverObjective(trainable, lm, tok, corpus, warmup_steps=warmup_steps(warmup_share, tc.steps),
                              passage_tokens=int(cfg["l_max"]), max_prompt_tokens=int(cfg["max_prompt_tokens"]),
                              max_target_tokens=int(cfg["max_target_tokens"]), tau_t=float(cfg["tau_t"]),
-                             inbatch=bool(cfg["inbatch"]), lm_batch=int(cfg["lm_batch"]), bf16=bool(cfg["bf16"]))
+                             inbatch=bool(cfg["inbatch"]), lm_batch=int(cfg["lm_batch"]),
+                             bf16=resolve_bf16(cfg["bf16"], cfg["device"]))
     log(f"retriever stage: {tc.steps} steps x {tc.batch_size} over {len(items)} retrieval items "
         f"({obj.warmup_steps} NCE warm-up steps, then distillation)")
     return train(obj, items, tc)
@@ -177,18 +153,18 @@ def _setup(cfg: dict, system: str):
         torch.set_num_threads(int(cfg["threads"]))
     out = _out(cfg, system)
     corpus, mix = training_data(cfg, out)
-    (out / "train_config.json").write_text(json.dumps({**cfg, "system": system, "n_items": len(mix)}, indent=1,
-                                                      default=str))
+    (out / "train_config.json").write_text(json.dumps({**cfg.to_dict(), "system": system, "n_items": len(mix)},
+                                                      indent=1, default=str))
     return out, corpus, mix
 
 
 def run_ra_it(cfg: dict) -> Path:
-    from imprag_bench.baselines.retrievers.dense import DenseRetriever
+    from imprag_bench.harness.dense import DenseRetriever
 
     out, corpus, mix = _setup(cfg, "ra-it")
-    retriever = DenseRetriever(corpus, _cache(cfg), encoder=cfg["encoder"])
+    retriever = DenseRetriever(corpus, _cache(cfg), encoder=encoder_name(cfg))
     return train_reader(cfg, corpus, mix, retriever, out, "ra-it",
-                        retriever_pointer={"kind": "dense", "encoder": cfg["encoder"]})
+                        retriever_pointer={"kind": "dense", "encoder": encoder_name(cfg)})
 
 
 def _tuned_retriever_then_reader(cfg: dict, name: str, make_trainable, warmup_share: float, lr: float,
@@ -208,42 +184,42 @@ def _tuned_retriever_then_reader(cfg: dict, name: str, make_trainable, warmup_sh
 
 
 def run_ra_dit(cfg: dict) -> Path:
-    from imprag_bench.baselines.ra_objectives import DenseTrainable
-    from imprag_bench.baselines.retrievers.dense import DenseEncoder, DenseRetriever
+    from imprag_bench.baselines.ra_objectives import TrainableRetriever
+    from imprag_bench.harness.dense import DenseEncoder, DenseRetriever
 
     def trainable(lm, tok):
-        enc = DenseEncoder(cfg["encoder"], bf16=False)
+        enc = DenseEncoder(encoder_name(cfg), bf16=False)
         enc.model.to(cfg["device"])
-        return DenseTrainable(enc)
+        return TrainableRetriever(enc)
     return _tuned_retriever_then_reader(
         cfg, "ra-dit", trainable, 0.0, float(cfg["retriever_lr"]),
         lambda corpus, rdir: DenseRetriever(corpus, _cache(cfg), encoder=str(rdir)))
 
 
 def run_ra_dit_llama(cfg: dict) -> Path:
-    from imprag_bench.baselines.ra_objectives import SliceTrainable
+    from imprag_bench.baselines.ra_objectives import TrainableRetriever
     from imprag_bench.baselines.retrievers.lm_slice import LMSliceEncoder, LMSliceRetriever
 
     def trainable(lm, tok):
-        return SliceTrainable(LMSliceEncoder.from_lm(lm, tok, b=cfg.get("b"), l_max=int(cfg["l_max"])))
+        return TrainableRetriever(LMSliceEncoder.from_lm(lm, tok, b=cfg.get("b"), l_max=int(cfg["l_max"])))
     return _tuned_retriever_then_reader(
         cfg, "ra-dit-llama", trainable, float(cfg["warmup_share"]), float(cfg.get("slice_lr") or cfg["lr"]),
         lambda corpus, rdir: LMSliceRetriever(corpus, _cache(cfg), rdir, device=cfg["device"], bf16=True))
 
 
-TRAINERS.add("ra-it", Trainer("ra-it", PRESETS, run_ra_it,
-                              "RA-IT: reader fine-tuned with off-the-shelf dense top-k in context"))
-TRAINERS.add("ra-dit", Trainer("ra-dit", PRESETS, run_ra_dit,
-                               "RA-DIT: dense retriever distilled from LM likelihoods, then RA-IT reader"))
-TRAINERS.add("ra-dit-llama", Trainer("ra-dit-llama", PRESETS, run_ra_dit_llama,
+TRAINERS.add("ra-it", Trainer("ra-it", RATrainConfig, run_ra_it,
+                              "RA-IT: reader fine-tuned with off-the-shelf dense top-k in context", "ra"))
+TRAINERS.add("ra-dit", Trainer("ra-dit", RATrainConfig, run_ra_dit,
+                               "RA-DIT: dense retriever distilled from LM likelihoods, then RA-IT reader", "ra"))
+TRAINERS.add("ra-dit-llama", Trainer("ra-dit-llama", RATrainConfig, run_ra_dit_llama,
                                      "RA-DIT-Llama: LM layers 0..b copy as retriever (NCE + distillation), "
-                                     "then RA-IT reader"))
+                                     "then RA-IT reader", preset_file="ra"))
 
 
 # ---- systems ---------------------------------------------------------------------------------------------
 def checkpoint_retriever(folder: str | Path, corpus, ctx):
     """The retriever saved in a trained baseline's checkpoint (`<checkpoint>/retriever`)."""
-    from imprag_bench.baselines.retrievers.dense import DenseRetriever
+    from imprag_bench.harness.dense import DenseRetriever
     from imprag_bench.baselines.retrievers.lm_slice import LMSliceRetriever
 
     rdir = Path(folder) / "retriever"

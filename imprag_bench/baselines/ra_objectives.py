@@ -1,15 +1,15 @@
-"""Training objectives of the trained explicit-query baselines (paper section 7), for `imprag_bench.imprag.trainer.train`.
+"""Training objectives of the trained explicit-query baselines (paper section 7), for `imprag_bench.harness.training.loop.train`.
 
 - `ReaderObjective` (RA-IT, and the reader stage of RA-DIT / RA-DIT-Llama): all LM parameters, J_gen
-  (`imprag_bench.imprag.losses.generation_loss`) on the target tokens only. Retrieval items read their retriever's top-k
+  (`imprag_bench.harness.training.losses.generation_loss`) on the target tokens only. Retrieval items read their retriever's top-k
   passages as TEXT in context (`imprag_bench.harness.prompting.passages_block`, each passage cut to `passage_tokens`
   tokens exactly like `imprag_bench.baselines.reader.Reader`), then the prompt; instruction items read their prompt
   alone; plain-text items are LM loss on the whole text. Targets are " {target}\\n" (the demonstration
   format of `imprag_bench.harness.prompting`: the newline teaches the reader to stop, as the evaluation stops at it).
 - `RetrieverObjective` (retriever stage of RA-DIT / RA-DIT-Llama): only the retriever's parameters.
-  Candidates per query are its pseudo-positives and hard negatives (`imprag_bench.imprag.candidates`) plus the other
-  queries' candidates in the batch (in-batch negatives). Multi-label NCE (`imprag_bench.imprag.losses.multilabel_nce`,
-  Eq. 3) for the first `warmup_steps` steps, then LM-likelihood distillation (`imprag_bench.imprag.losses.distillation_kl`,
+  Candidates per query are its pseudo-positives and hard negatives (`imprag_bench.harness.training.candidates`) plus the other
+  queries' candidates in the batch (in-batch negatives). Multi-label NCE (`imprag_bench.harness.training.losses.multilabel_nce`,
+  Eq. 3) for the first `warmup_steps` steps, then LM-likelihood distillation (`imprag_bench.harness.training.losses.distillation_kl`,
   Eqs. 4-6): P_T from the frozen LM's summed log-likelihood of the target given each single own candidate
   passage in context (computed under no_grad), P_R from the retriever's scores. In-batch negatives get no
   LM pass (that would cost B x more LM forwards); they enter P_R's normaliser with P_T = 0 (log-likelihood
@@ -27,9 +27,9 @@ from imprag_bench.harness.corpus import Corpus
 from imprag_bench.harness.prompting import passages_block
 from imprag_bench.harness.records import Passage
 from imprag_bench.baselines.reader import clip_passages
-from imprag_bench.imprag import losses
-from imprag_bench.imprag.model import pad
-from imprag_bench.imprag.objective import target_text
+from imprag_bench.harness.lm import pad
+from imprag_bench.harness.training import losses
+from imprag_bench.harness.training.data import target_text
 
 NO_LM_PASS = -1e4  # log-likelihood given to in-batch negatives in the distillation target (P_T ~ 0)
 CONFIG_FILE = "ra_config.json"
@@ -116,44 +116,21 @@ class ReaderObjective:
         self.model.load_state_dict(saved.state_dict())
 
 
-class DenseTrainable:
-    """A `imprag_bench.baselines.retrievers.dense.DenseEncoder` seen as a trainable retriever (eval mode: no dropout).
-    Normalised encoders (MiniLM) score cosine / 0.05; unnormalised ones (Contriever) raw dot products."""
-
-    def __init__(self, encoder, cosine_temperature: float = 0.05):
-        self.enc = encoder
-        self.enc.model.eval()
-        for p in self.enc.model.parameters():
-            p.requires_grad_(True)
-        self.score_scale = 1.0 / cosine_temperature if encoder.normalise else 1.0
-
-    def parameters(self):
-        return self.enc.model.parameters()
-
-    def query_embed(self, texts):
-        return self.enc.embed(texts)
-
-    def passage_embed(self, texts):
-        return self.enc.embed(texts)
-
-    def save(self, folder):
-        self.enc.save(folder)
-
-    def load_state(self, folder):
-        from transformers import AutoModel
-
-        self.enc.model.load_state_dict(AutoModel.from_pretrained(folder).state_dict())
-
-
-class SliceTrainable:
-    """A `imprag_bench.baselines.retrievers.lm_slice.LMSliceEncoder` seen as a trainable retriever."""
+class TrainableRetriever:
+    """A retriever encoder trained against the frozen LM: `harness.dense.DenseEncoder` (RA-DIT) or
+    `baselines.retrievers.lm_slice.LMSliceEncoder` (RA-DIT-Llama). Both expose `module`, `query_embed`,
+    `passage_embed`, `score_scale`, `save` and `load_weights`; the module stays in eval mode (no dropout) with
+    every parameter trainable."""
 
     def __init__(self, encoder):
         self.enc = encoder
+        encoder.module.eval()
+        for p in encoder.module.parameters():
+            p.requires_grad_(True)
         self.score_scale = encoder.score_scale
 
     def parameters(self):
-        return self.enc.hf.parameters()
+        return self.enc.module.parameters()
 
     def query_embed(self, texts):
         return self.enc.query_embed(texts)
@@ -165,9 +142,7 @@ class SliceTrainable:
         self.enc.save(folder)
 
     def load_state(self, folder):
-        from transformers import AutoModelForCausalLM
-
-        self.enc.hf.load_state_dict(AutoModelForCausalLM.from_pretrained(folder).state_dict())
+        self.enc.load_weights(folder)
 
 
 class RetrieverObjective:

@@ -73,7 +73,7 @@ def bm25(options: dict) -> RetrieveRead:
 @SYSTEMS.register("dense")
 def dense(options: dict) -> RetrieveRead:
     """Dense retriever (MiniLM offline, Contriever-MSMARCO on the hub) + FAISS, passages in context."""
-    from imprag_bench.baselines.retrievers.dense import DenseRetriever
+    from imprag_bench.harness.dense import DenseRetriever
 
     def make(corpus, ctx):
         return DenseRetriever(corpus, ctx.cache_dir, encoder=options.get("encoder", "minilm"),

@@ -89,8 +89,13 @@ def _cmd_train(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    plugins = argparse.ArgumentParser(add_help=False)
+    plugins.add_argument("--include", action="append", default=[], metavar="FILE_OR_MODULE",
+                         help="import a .py file or module that registers tasks or systems (repeatable)")
     p = argparse.ArgumentParser(prog="imprag-bench", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
+    _add = sub.add_parser
+    sub.add_parser = lambda *a, **k: _add(*a, parents=[plugins], **k)  # every command takes --include
     t = sub.add_parser("tasks", help="list the registered tasks")
     t.add_argument("-v", "--verbose", action="store_true", help="show templates and query templates")
     t.set_defaults(fn=_cmd_tasks)
@@ -139,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        from imprag_bench.harness.registry import include
+        for spec in args.include:
+            include(spec)
         args.fn(args)
     except UserError as e:
         print(f"imprag-bench: error: {e}", file=sys.stderr)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from imprag_bench.harness import assets
 from imprag_bench.harness.errors import UserError
@@ -100,3 +101,32 @@ def truncate_tokens(tok, text: str, max_tokens: int) -> str:
     """`text` cut to its first `max_tokens` tokens (the passage budget every reader gets)."""
     ids = tok(text, add_special_tokens=False)["input_ids"]
     return text if len(ids) <= max_tokens else tok.decode(ids[:max_tokens])
+
+
+def pad(seqs: list[list[int]], pad_id: int, side: str = "left") -> tuple[Tensor, Tensor]:
+    """Token lists -> (ids [B, T], bool mask [B, T]) padded on `side`."""
+    width = max(1, max((len(s) for s in seqs), default=1))
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.bool)
+    for i, s in enumerate(seqs):
+        if s:
+            sl = slice(width - len(s), width) if side == "left" else slice(0, len(s))
+            ids[i, sl] = torch.tensor(s, dtype=torch.long)
+            mask[i, sl] = True
+    return ids, mask
+
+
+PAPER_LAYER_GROUPS = {28: (7, 19), 32: (7, 23)}  # Llama-3.2 3B, Llama-3.1 8B (paper Table / footnote 6)
+
+
+def paper_layer_groups(n_layers: int) -> tuple[int, int]:
+    """(b, t) for an N-layer model: the paper's values for N = 28 (7, 19) and N = 32 (7, 23); other depths
+    scale the 28-layer split by the same fractions, b = round(N*8/28) - 1 and t = round(N*20/28) - 1
+    (clamped to 0 <= b <= t <= N-1). SmolLM2-135M (N = 30) gets b = 8, t = 20: bottom 0..8 (9 layers),
+    middle 8..20, top 21..29 (9 layers). (The rule itself would give (8, 22) for N = 32, not the paper's
+    (7, 23), hence the table.)"""
+    if n_layers in PAPER_LAYER_GROUPS:
+        return PAPER_LAYER_GROUPS[n_layers]
+    b = max(0, round(n_layers * 8 / 28) - 1)
+    t = min(n_layers - 1, max(b, round(n_layers * 20 / 28) - 1))
+    return b, t

@@ -6,6 +6,7 @@ the LM's continuation up to the first newline is the answer.
 """
 from __future__ import annotations
 
+from imprag_bench.harness.errors import UserError
 from imprag_bench.harness.records import Example, Passage
 
 
@@ -22,3 +23,18 @@ def passages_block(passages: list[Passage]) -> str:
 def lm_input(example: Example, demos: list[Example] | None = None, passages: list[Passage] | None = None) -> str:
     """The full reader input: [passages] [demonstrations] prompt."""
     return passages_block(passages or []) + demos_block(demos or []) + example.prompt
+
+
+def load_demos(spec, source: str, cfg: dict) -> list[Example]:
+    """Few-shot demonstrations from the task's train split (dev if it has no train split).
+    Local files have a single split, so they get none (the demos would also be evaluated)."""
+    if not cfg.get("fewshot") or source == "local":
+        return []
+    for split in ("train", "dev"):
+        try:
+            pool = spec.load(source, split)
+        except UserError:
+            continue
+        if pool:
+            return pool[: cfg["fewshot"]]
+    return []

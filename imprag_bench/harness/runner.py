@@ -23,6 +23,7 @@ from imprag_bench.harness.assets import cache_root, log
 from imprag_bench.harness.config import PREDICTION_KEYS, SystemSpec
 from imprag_bench.harness.errors import UserError
 from imprag_bench.harness.io import atomic_write_text
+from imprag_bench.harness.prompting import load_demos
 from imprag_bench.harness.records import Example
 from imprag_bench.harness.registry import SYSTEMS, TASKS
 from imprag_bench.harness.system import RunContext
@@ -43,21 +44,6 @@ def resolve_task(name: str, cfg: dict):
         from imprag_bench.tasks.local import local_task
         return local_task(name[len("local:"):]), "local"
     return TASKS.get(name), cfg["source"]
-
-
-def load_demos(spec, source: str, cfg: dict) -> list[Example]:
-    """Few-shot demonstrations from the task's train split (dev if it has no train split).
-    Local files have a single split, so they get none (the demos would also be evaluated)."""
-    if not cfg.get("fewshot") or source == "local":
-        return []
-    for split in ("train", "dev"):
-        try:
-            pool = spec.load(source, split)
-        except UserError:
-            continue
-        if pool:
-            return pool[: cfg["fewshot"]]
-    return []
 
 
 def read_done(path: Path) -> dict[str, dict]:

@@ -22,22 +22,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from imprag_bench.harness.lm import pad, paper_layer_groups  # noqa: F401  (pad is re-exported)
 from imprag_bench.imprag.layers import LayerRunner, PrefixKV, positions_from_mask, self_attention_mask
 
-PAPER_LAYER_GROUPS = {28: (7, 19), 32: (7, 23)}  # Llama-3.2 3B, Llama-3.1 8B (paper Table / footnote 6)
-
-
-def default_layer_groups(n_layers: int) -> tuple[int, int]:
-    """(b, t) for an N-layer model: the paper's values for N = 28 (7, 19) and N = 32 (7, 23); other depths
-    scale the 28-layer split by the same fractions, b = round(N*8/28) - 1 and t = round(N*20/28) - 1
-    (clamped to 0 <= b <= t <= N-1). SmolLM2-135M (N = 30) gets b = 8, t = 20: bottom 0..8 (9 layers),
-    middle 8..20, top 21..29 (9 layers). (The rule itself would give (8, 22) for N = 32, not the paper's
-    (7, 23), hence the table.)"""
-    if n_layers in PAPER_LAYER_GROUPS:
-        return PAPER_LAYER_GROUPS[n_layers]
-    b = max(0, round(n_layers * 8 / 28) - 1)
-    t = min(n_layers - 1, max(b, round(n_layers * 20 / 28) - 1))
-    return b, t
+default_layer_groups = paper_layer_groups  # the paper's (b, t), scaled to other depths
 
 
 @dataclass
@@ -62,19 +50,6 @@ class ImpRAGConfig:
         if self.passage_encoding not in ("concat", "independent"):
             raise ValueError(f"passage_encoding must be 'concat' or 'independent', not {self.passage_encoding!r}")
         return b, t
-
-
-def pad(seqs: list[list[int]], pad_id: int, side: str = "left") -> tuple[Tensor, Tensor]:
-    """Token lists -> (ids [B, T], bool mask [B, T]) padded on `side`."""
-    width = max(1, max((len(s) for s in seqs), default=1))
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.bool)
-    for i, s in enumerate(seqs):
-        if s:
-            sl = slice(width - len(s), width) if side == "left" else slice(0, len(s))
-            ids[i, sl] = torch.tensor(s, dtype=torch.long)
-            mask[i, sl] = True
-    return ids, mask
 
 
 def last_index(mask: Tensor) -> Tensor:

@@ -8,24 +8,23 @@ Retrieval items (seen tasks, with pseudo-labelled `Candidates`):
   P(q) is never a negative of q; a passage id that occurs twice in the gathered set counts once.
   * warmup (the first `warmup_share` of the steps; paper: 3 of 10 epochs): multi-label NCE (Eq. 3) on
     scores * `score_scale`.
-  * then self-distillation (Eqs. 4-6): P_T = softmax(log P_LM(r | p, q) / tau_t) over q's own P u N_h,
-    each candidate read alone through the middle layers, computed under no_grad; P_R = softmax(s / tau_r)
-    over the same candidates (`distill_over="own"`), or over all of C with P_T = 0 on the passages whose
-    likelihood is not computed (`"all"`: in-batch and extra negatives; the paper builds C "as in warmup" but
-    scoring every in-batch passage with the LM is out of a CPU budget); J_ret = KL(P_T || P_R).
-- Extra negatives (imprag_bench.imprag.negatives, off by default): `random_negatives` corpus passages per step (the CPU
-  presets use 16) and a bank of the last `bank_size` candidate embeddings, both stop-grad, appended as
-  negative columns, so that passages outside the queries' neighbourhoods are pushed down too. The bank is
-  not used by any preset: with 1,024 rows and lr 2e-4 it made J_gen rise from ~2.3 to ~5 within 50 steps
-  and the model's answers degenerate (results/training/README.md).
+  * then self-distillation (Eqs. 4-6): P_T = softmax(log P_LM(r | p, q) / tau_t), each candidate read alone
+    through the middle layers under no_grad; P_R = softmax(s / tau_r); J_ret = KL(P_T || P_R). The paper
+    builds C "as in warmup": `teacher_over="all"` scores every candidate of C with the LM (own P u N_h and
+    the in-batch negatives), `distill_over="all"` normalises P_R over all of C (both the defaults). The CPU
+    presets use `teacher_over="own"`: only q's own P u N_h are scored, P_T = 0 on the rest of C.
+- Extra negatives (harness.training.negatives, off by default): `random_negatives` corpus passages per step
+  (the CPU presets use 16), stop-grad, appended as negative columns, so that passages outside the queries'
+  neighbourhoods are pushed down too. They are never scored by the teacher (P_T = 0 there).
 - J_gen: LM loss on " target\n" given the prompt reading `n_read` of its own candidates (positives first)
   as prefix KV in layers b..t.
 Instruction items (reading / denoise / sentgen): J_gen without passages; plain items: LM loss on the text.
 J_gen is the mean over all target tokens of the batch.
 
-Score scale: raw dot products of SmolLM2's layer-8 q/k are ~|12| at init; 1/sqrt(head_dim) (the scale the
-model's own attention uses) made the first NCE losses sane in the feasibility run, so it is the default,
-and tau_r defaults to 1/score_scale so P_R in the distillation stage lives on the same scale as the warmup.
+Score scale: Eq. 3 has none (`score_scale=1`, the default). Raw dot products of SmolLM2's layer-8 q/k are
+~|12| at init; the CPU presets use "1/sqrt(head_dim)" (the scale the model's own attention uses), which made
+the first NCE losses sane in the feasibility run. tau_r defaults to 1/score_scale so that P_R in the
+distillation stage lives on the scale of the warmup.
 """
 from __future__ import annotations
 
@@ -36,10 +35,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from imprag_bench.imprag import losses as L
+from imprag_bench.harness.training import losses as L
 from imprag_bench.imprag.model import ImpRAGModel, pad
-from imprag_bench.imprag.negatives import BANK_FILE, NegativeBank, random_passages
-from imprag_bench.imprag.trainer import gather_candidates
+from imprag_bench.harness.training.negatives import random_passages
+from imprag_bench.harness.training.data import target_text
+from imprag_bench.harness.training.loop import gather_candidates, warmup_steps
 
 CONFIG_FILE = "imprag_config.json"
 
@@ -50,7 +50,7 @@ class ObjectiveConfig:
 
     lam: float = 1.0  # weight of J_ret
     warmup_share: float = 0.3  # share of steps with the NCE loss (paper: 3 of 10 epochs)
-    score_scale: float | None = None  # None -> 1/sqrt(head_dim)
+    score_scale: float | str = 1.0  # Eq. 3: none; "1/sqrt(head_dim)": the attention's own scale
     tau_r: float | None = None  # None -> 1/score_scale
     tau_t: float = 1.0  # Eq. 4 as written: P_T is the posterior over candidates under a uniform prior
     n_read: int = 2  # own candidates read in J_gen (positives first); 0 = closed-book J_gen
@@ -60,34 +60,31 @@ class ObjectiveConfig:
     bf16: bool = False  # bf16 autocast (3x faster on AMX CPUs; same vectors to cos 0.99999)
     gen_weight: float = 1.0  # weight of J_gen (0 -> retrieval-only training, for ablations)
     random_negatives: int = 0  # random corpus passages per step added as (stop-grad) negatives
-    bank_size: int = 0  # recent candidate/random embeddings kept as extra stop-grad negatives (0 = paper)
-    distill_over: str = "own"  # P_R normaliser in self-distillation: "own" P u N_h, or "all" of C (+ extras)
+    distill_over: str = "all"  # P_R normaliser in self-distillation: "all" of C (+ extras), or "own" P u N_h
+    teacher_over: str = "all"  # LM likelihoods for "all" of C (the paper), or each query's "own" P u N_h
     seed: int = 0  # random negatives are a function of (seed, step)
     retriever_lr_scale: float = 1.0  # lr multiplier of what E_q/E_p are computed by (layers 0..b-1, layer b's
     # norm, q_proj, k_proj); the paper trains everything at one lr (1.0)
 
 
-def target_text(target: str) -> str:
-    """The generated continuation: a space, the answer, the newline that ends decoding."""
-    return f" {target.strip()}\n"
-
-
 class ImpRAGObjective:
-    """The `imprag_bench.imprag.trainer.Objective` of ImpRAG. `passage_text(ids) -> texts` as the index embeds them."""
+    """The `imprag_bench.harness.training.loop.Objective` of ImpRAG. `passage_text(ids) -> texts` as the index embeds them."""
 
     def __init__(self, model: ImpRAGModel, passage_text, config: ObjectiveConfig | None = None,
                  negative_pool: list[str] | None = None):
         self.model = model
         self.passage_text = passage_text
         self.cfg = config or ObjectiveConfig()
-        if self.cfg.distill_over not in ("own", "all"):
-            raise ValueError(f"distill_over: expected 'own' or 'all', got {self.cfg.distill_over!r}")
+        for key in ("distill_over", "teacher_over"):
+            if getattr(self.cfg, key) not in ("own", "all"):
+                raise ValueError(f"{key}: expected 'own' or 'all', got {getattr(self.cfg, key)!r}")
+        if self.cfg.teacher_over == "all" and self.cfg.distill_over == "own":
+            raise ValueError("teacher_over='all' needs distill_over='all' (P_T and P_R over the same C)")
         if self.cfg.random_negatives and not negative_pool:
             raise ValueError("random_negatives needs a negative_pool (the corpus passage ids)")
-        self.scale = self.cfg.score_scale or model.runner.head_dim ** -0.5
+        self.scale = score_scale(self.cfg.score_scale, model.runner.head_dim)
         self.tau_r = self.cfg.tau_r or 1.0 / self.scale
         self.negative_pool = list(negative_pool or [])
-        self.bank = NegativeBank(self.cfg.bank_size, model.dim)
 
     def parameters(self):
         return self.model.lm.parameters()
@@ -116,22 +113,20 @@ class ImpRAGObjective:
         with self._autocast():  # bf16 for the layers; scores and losses below in fp32
             return m.passage_embeddings(ids.to(m.device), mask.to(m.device)).float()
 
-    def _extra_negatives(self, fresh: list[str], step: int) -> tuple[list[str], Tensor, list[str], Tensor]:
-        """(bank ids, bank rows, random ids, random embeddings), all stop-grad, none among `fresh`."""
+    def _random_negatives(self, fresh: list[str], step: int) -> tuple[list[str], Tensor]:
+        """(ids, embeddings) of this step's random corpus passages, stop-grad, none among `fresh`."""
         taken = set(fresh)
         rnd = [p for p in random_passages(self.negative_pool, self.cfg.random_negatives, self.cfg.seed, step)
                if p not in taken]
         with torch.no_grad():
             e_rnd = self._embed_passages(rnd) if rnd else torch.zeros((0, self.model.dim), device=self.model.device)
-        taken |= set(rnd)
-        keep = [j for j, pid in enumerate(self.bank.ids) if pid not in taken]
-        return [self.bank.ids[j] for j in keep], self.bank.emb[keep].to(e_rnd.device), rnd, e_rnd
+        return rnd, e_rnd
 
     def candidate_scores(self, items: list, step: int = 0, extras: bool = True
                          ) -> tuple[Tensor, list[str], Tensor, Tensor]:
-        """Scores [n_q, n_c] of the local queries against the gathered, de-duplicated candidates, then (if
-        `extras` and configured) the bank and random negatives; with the column ids and bool masks
-        positive/negative [n_q, n_c]: own P (fresh columns only); every column whose id is not in own P."""
+        """Scores [n_q, n_c] of the local queries against C: the gathered, de-duplicated candidates (own P u N_h
+        and the in-batch ones), then (if `extras` and configured) the random negatives; with the column ids and
+        bool masks positive/negative [n_q, n_c]: own P; every column whose id is not in own P."""
         m = self.model
         local: list[str] = []
         for it in items:
@@ -151,24 +146,25 @@ class ImpRAGObjective:
         positive = torch.tensor([[pid in set(it.candidates.positives) for pid in all_ids] for it in items],
                                 dtype=torch.bool, device=e_q.device)
         scores, negative = m.score(e_q, e_all), ~positive
-        use = extras and (self.cfg.bank_size > 0 or self.cfg.random_negatives > 0)
-        if use:  # the bank is read before this step's rows enter it
-            b_ids, b_emb, r_ids, r_emb = self._extra_negatives(all_ids, step)
-            self.bank.push(all_ids + r_ids, torch.cat([e_all.detach(), r_emb]))
-            x_ids, x_emb = b_ids + r_ids, torch.cat([b_emb, r_emb])
-        if use and x_ids:  # never an own positive: those are fresh candidates, excluded from the extras
-            x_neg = torch.ones((len(items), len(x_ids)), dtype=torch.bool, device=e_q.device)
-            scores = torch.cat([scores, m.score(e_q, x_emb.to(e_q.dtype))], 1)
-            positive = torch.cat([positive, ~x_neg], 1)
-            negative = torch.cat([negative, x_neg], 1)
-            all_ids = all_ids + x_ids
+        self.n_fresh = len(all_ids)  # columns before the random extras (read by retrieval_loss)
+        if extras and self.cfg.random_negatives > 0:  # never an own positive: those are fresh candidates
+            x_ids, x_emb = self._random_negatives(all_ids, step)
+            if x_ids:
+                x_neg = torch.ones((len(items), len(x_ids)), dtype=torch.bool, device=e_q.device)
+                scores = torch.cat([scores, m.score(e_q, x_emb.to(e_q.dtype))], 1)
+                positive = torch.cat([positive, ~x_neg], 1)
+                negative = torch.cat([negative, x_neg], 1)
+                all_ids = all_ids + x_ids
         return scores, all_ids, positive, negative
 
     @torch.no_grad()
-    def teacher_loglik(self, items: list) -> tuple[list[list[str]], Tensor]:
-        """log P_LM(target | prompt, one candidate) for each item's own P u N_h: (ids per item, [n_q, c_max]
-        padded with -inf). No gradient: the distillation target is stop-grad (Eq. 6)."""
-        cands = [list(dict.fromkeys((*it.candidates.positives, *it.candidates.hard_negatives))) for it in items]
+    def teacher_loglik(self, items: list, columns: list[str] | None = None) -> tuple[list[list[str]], Tensor]:
+        """log P_LM(target | prompt, one candidate) for each item's own P u N_h, or for every id of `columns`
+        (all of C): (ids per item, [n_q, c_max] padded with -inf). No gradient: the target is stop-grad (Eq. 6)."""
+        if columns is None:
+            cands = [list(dict.fromkeys((*it.candidates.positives, *it.candidates.hard_negatives))) for it in items]
+        else:
+            cands = [list(columns) for _ in items]
         width = max(len(c) for c in cands)
         out = torch.full((len(items), width), float("-inf"))
         pairs = [(i, j) for i, c in enumerate(cands) for j in range(len(c))]
@@ -188,7 +184,8 @@ class ImpRAGObjective:
         scores, all_ids, positive, negative = self.candidate_scores(items, step, extras=extras)
         if stage == "warmup":
             return L.multilabel_nce(scores, positive, negative, scale=self.scale)
-        cands, ll = self.teacher_loglik(items)
+        fresh = all_ids[:self.n_fresh]  # C without the random extras
+        cands, ll = self.teacher_loglik(items, fresh if self.cfg.teacher_over == "all" else None)
         col = {pid: j for j, pid in enumerate(all_ids)}
         target = torch.full_like(scores, float("-inf"))
         for i, c in enumerate(cands):
@@ -258,19 +255,14 @@ class ImpRAGObjective:
         (folder / CONFIG_FILE).write_text(json.dumps(
             {"b": m.b, "t": m.t, "l_max": m.cfg.l_max, "passage_encoding": m.cfg.passage_encoding,
              "objective": asdict(self.cfg)}, indent=1))
-        if self.cfg.bank_size > 0:
-            self.bank.save(folder)
 
     def load(self, folder: Path) -> None:
-        """Load the weights (exact fp32 values; tied lm_head may be absent) and the negative bank saved by
-        `save`."""
+        """Load the weights saved by `save` (exact fp32 values; a tied lm_head may be absent)."""
         from safetensors.torch import load_file
 
         state = {}
         for f in sorted(Path(folder).glob("*.safetensors")):
-            if f.name != BANK_FILE:
-                state.update(load_file(f, device=str(self.model.device)))
-        self.bank.load(folder)
+            state.update(load_file(f, device=str(self.model.device)))
         missing, unexpected = self.model.lm.load_state_dict(state, strict=False)
         tied = getattr(self.model.lm.config, "tie_word_embeddings", False)
         missing = [k for k in missing if not (tied and k == "lm_head.weight")]
@@ -278,6 +270,10 @@ class ImpRAGObjective:
             raise RuntimeError(f"{folder}: checkpoint mismatch: missing={missing} unexpected={unexpected}")
 
 
-def warmup_steps(share: float, total_steps: int) -> int:
-    """Number of NCE (warmup) steps before self-distillation starts."""
-    return min(total_steps, int(-(-share * total_steps // 1)))
+def score_scale(value: float | str, head_dim: int) -> float:
+    """The factor retrieval scores get in the losses: a number, or "1/sqrt(head_dim)" (the attention's own)."""
+    if value == "1/sqrt(head_dim)":
+        return head_dim ** -0.5
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    raise ValueError(f"score_scale={value!r}: expected a positive number or '1/sqrt(head_dim)'")

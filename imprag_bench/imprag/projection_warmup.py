@@ -5,7 +5,7 @@ Why: the retrieval score is E_q . E_p = pool(W_q x_q) . (W_k x_p), where x is la
 the last token. With the bottom layers frozen, x for all passages and training prompts can be computed once
 (one pass, the cost of an index build) and W_q, W_k then trained with multi-label NCE (paper Eq. 3) against
 the *whole corpus* in well under a minute per thousand steps. That removes the two things that kept the
-joint CPU training from learning retrieval (results/training/README.md): the handful of in-batch negatives
+joint CPU training from learning retrieval (docs/cpu-training.md): the handful of in-batch negatives
 never contained the passages raw q.k scores favour for every query, and a few hundred steps of 8 queries
 are too few. The paper's joint warmup and self-distillation then start from these projections and adapt
 the whole model (the LM re-learns layer b's attention through J_gen).
@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from imprag_bench.harness.assets import log
-from imprag_bench.imprag import losses as L
+from imprag_bench.harness.training import losses as L
 from imprag_bench.imprag.model import ImpRAGModel
 
 
@@ -39,7 +39,7 @@ class ProjectionWarmupConfig:
     seed: int = 0
     bf16: bool = True  # autocast for the feature pass only; the fit runs in fp32
     cosine: bool = False  # cosine lr decay to 0 over the steps (constant lr otherwise; dev recall oscillates
-    # along a constant-lr fit, results/training/README.md)
+    # along a constant-lr fit, docs/cpu-training.md)
 
 
 def projection_modules(model: ImpRAGModel) -> tuple[torch.nn.Module, torch.nn.Module]:

@@ -1,15 +1,15 @@
 """RA-DIT-Llama's retriever: a separate copy of the LM's layers 0..b used as a bi-encoder.
 
-The copy is the same depth as ImpRAG's bottom group (b from `imprag_bench.imprag.model.default_layer_groups`, or given)
-and embeds exactly as ImpRAG does, reusing `imprag_bench.imprag.model.ImpRAGModel` on the truncated copy:
-- passage E_p: pre-RoPE key (input_layernorm, k_proj) at layer b of the passage's last real token, the
+The copy has the depth of ImpRAG's bottom group (b from the paper's layer table, or given) and ImpRAG's
+pooling, computed here from Hugging Face's own forward (independently of imprag/, which it never imports):
+- passage E_p: pre-RoPE key (layer b's input_layernorm, then k_proj) of the passage's last real token, the
   passage (title line + text, cut to l_max tokens) encoded alone from position 0;
 - query E_q: pre-RoPE query (q_proj) at layer b of the query's last token, the query heads of each GQA group
   averaged -> [n_kv_heads * head_dim]; the query starts at position 0 (a separate retriever has no passages
-  before the prompt; with pre-RoPE vectors and relative RoPE inside layers 0..b-1 the offset changes nothing);
-- score: plain dot product (training divides by `scale` = sqrt(head_dim), see `score_scale`).
-The index is built with bf16 autocast by default (option `bf16`, ~3x faster on AMX CPUs; bound in the
-index manifest), queries are embedded the same way.
+  before the prompt; with pre-RoPE vectors and relative RoPE in layers 0..b-1 an offset changes nothing);
+- score: plain dot product (training multiplies by `score_scale` = 1/sqrt(head_dim)).
+The copy keeps layers 0..b and runs them all (layer b's output is unused: one layer of waste buys HF's own
+forward as the implementation). The index is built with bf16 autocast where asked (bound in the manifest).
 The copy is saved as an ordinary HF causal-LM folder with num_hidden_layers = b + 1 plus `retriever.json`;
 its weights never alias the reader's.
 """
@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from imprag_bench.harness.corpus import Corpus
 from imprag_bench.harness.index import build_index
-from imprag_bench.imprag.model import ImpRAGConfig, ImpRAGModel, default_layer_groups, pad
+from imprag_bench.harness.lm import pad, paper_layer_groups
 
 RETRIEVER_FILE = "retriever.json"
 POOLING = "last token; E_q = GQA-group-mean pre-RoPE q_proj, E_p = pre-RoPE k_proj, at layer b"
@@ -44,22 +44,25 @@ def truncate_copy(hf_model, n_keep: int):
 
 
 class LMSliceEncoder(nn.Module):
-    """Bi-encoder over a truncated LM copy (layers 0..b), ImpRAG's pooling."""
+    """Bi-encoder over a truncated LM copy (layers 0..b), ImpRAG's last-token q/k pooling at layer b."""
 
     def __init__(self, hf_slice, tok, l_max: int = 128):
         super().__init__()
-        n = hf_slice.config.num_hidden_layers
         self.hf = hf_slice
         self.tok = tok
-        self.imp = ImpRAGModel(hf_slice, tok, ImpRAGConfig(b=n - 1, t=n - 1, k=0, l_max=l_max))
-        self.b = n - 1
+        self.b = hf_slice.config.num_hidden_layers - 1
         self.l_max = l_max
+        cfg = hf_slice.config
+        self.n_kv = cfg.num_key_value_heads
+        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        self.group = cfg.num_attention_heads // self.n_kv
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
 
     @classmethod
     def from_lm(cls, hf_model, tok, b: int | None = None, l_max: int = 128) -> "LMSliceEncoder":
         """A separate copy of layers 0..b of `hf_model` (default b: ImpRAG's bottom-group boundary)."""
         if b is None:
-            b = default_layer_groups(hf_model.config.num_hidden_layers)[0]
+            b = paper_layer_groups(hf_model.config.num_hidden_layers)[0]
         return cls(truncate_copy(hf_model, b + 1), tok, l_max)
 
     @classmethod
@@ -82,9 +85,20 @@ class LMSliceEncoder(nn.Module):
         meta = {"kind": "lm-slice", "b": self.b, "l_max": self.l_max, "pooling": POOLING}
         (folder / RETRIEVER_FILE).write_text(json.dumps(meta, indent=1))
 
+    def load_weights(self, folder: str | Path) -> None:
+        """Load the weights of a saved copy into this one (training resume)."""
+        from transformers import AutoModelForCausalLM
+
+        self.hf.load_state_dict(AutoModelForCausalLM.from_pretrained(folder).state_dict())
+
     @property
-    def head_dim(self) -> int:
-        return self.imp.runner.head_dim
+    def module(self) -> nn.Module:
+        """What training updates."""
+        return self.hf
+
+    @property
+    def dim(self) -> int:
+        return self.n_kv * self.head_dim
 
     @property
     def score_scale(self) -> float:
@@ -95,28 +109,47 @@ class LMSliceEncoder(nn.Module):
     def device(self) -> torch.device:
         return next(self.hf.parameters()).device
 
+    def _token_ids(self, texts: list[str]) -> list[list[int]]:
+        return [list(x) for x in self.tok(list(texts), add_special_tokens=False)["input_ids"]] if texts else []
+
+    def _layer_b_input(self, ids: Tensor, mask: Tensor) -> Tensor:
+        """Layer b's normalised input at each sequence's last real token (positions count real tokens only)."""
+        pos = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        out = self.hf.model(input_ids=ids, attention_mask=mask.long(), position_ids=pos, use_cache=False,
+                            output_hidden_states=True)
+        h = out.hidden_states[self.b]  # the output of layer b-1 = the input of layer b
+        last = mask.shape[1] - 1 - mask.flip(-1).long().argmax(-1)
+        return self.hf.model.layers[self.b].input_layernorm(h[torch.arange(h.shape[0], device=h.device), last])
+
     def passage_embed(self, texts: list[str]) -> Tensor:
-        """E_p [n, d] with gradients."""
-        ids, mask = pad(self.imp.index_tokens(texts), self.imp.pad_id, "right")
-        return self.imp.passage_embeddings(ids.to(self.device), mask.to(self.device))
+        """E_p [n, d] with gradients: passages cut to l_max tokens, right-padded, from position 0."""
+        toks = [s[: self.l_max] or [self.pad_id] for s in self._token_ids(texts)]
+        ids, mask = pad(toks, self.pad_id, "right")
+        x = self._layer_b_input(ids.to(self.device), mask.to(self.device))
+        return self.hf.model.layers[self.b].self_attn.k_proj(x)
 
     def query_embed(self, texts: list[str]) -> Tensor:
         """E_q [n, d] with gradients; queries are truncated to their last 512 tokens."""
-        toks = [s[-512:] or [self.imp.pad_id] for s in self.imp.token_ids(texts)]
-        ids, mask = pad(toks, self.imp.pad_id, "left")
-        return self.imp.query_embeddings(ids.to(self.device), mask.to(self.device), 0)
+        toks = [s[-512:] or [self.pad_id] for s in self._token_ids(texts)]
+        ids, mask = pad(toks, self.pad_id, "left")
+        q = self.hf.model.layers[self.b].self_attn.q_proj(self._layer_b_input(ids.to(self.device), mask.to(self.device)))
+        return q.view(q.shape[0], self.n_kv, self.group, self.head_dim).mean(2).reshape(q.shape[0], -1)
 
     @torch.no_grad()
-    def encode_passages(self, texts: list[str], batch_size: int = 32, bf16: bool = False) -> np.ndarray:
-        return self.imp.embed_passages(texts, batch_size, bf16)
-
-    @torch.no_grad()
-    def encode_queries(self, texts: list[str], batch_size: int = 32, bf16: bool = False) -> np.ndarray:
-        parts = []
-        for s in range(0, len(texts), batch_size):
+    def _encode(self, fn, texts: list[str], batch_size: int, bf16: bool) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # length-sorted batches: less padding
+        for s in range(0, len(order), batch_size):
+            idx = order[s:s + batch_size]
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
-                parts.append(self.query_embed(texts[s:s + batch_size]).float().cpu().numpy())
-        return np.concatenate(parts) if parts else np.zeros((0, self.imp.dim), np.float32)
+                out[idx] = fn([texts[i] for i in idx]).float().cpu().numpy()
+        return out
+
+    def encode_passages(self, texts: list[str], batch_size: int = 32, bf16: bool = False) -> np.ndarray:
+        return self._encode(self.passage_embed, texts, batch_size, bf16)
+
+    def encode_queries(self, texts: list[str], batch_size: int = 32, bf16: bool = False) -> np.ndarray:
+        return self._encode(self.query_embed, texts, batch_size, bf16)
 
 
 class LMSliceRetriever:
@@ -126,7 +159,7 @@ class LMSliceRetriever:
 
     def __init__(self, corpus: Corpus, cache_dir: Path, folder: str | Path, factory: str = "Flat",
                  device: str = "cpu", bf16: bool = True, encoder: LMSliceEncoder | None = None):
-        from imprag_bench.baselines.retrievers.dense import folder_digest
+        from imprag_bench.harness.dense import folder_digest
 
         self.corpus = corpus
         self.encoder = encoder or LMSliceEncoder.load(folder, device)
