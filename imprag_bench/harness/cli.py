@@ -193,8 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         args.fn(args)
     except UserError as e:
         print(f"imprag-bench: error: {e}", file=sys.stderr)
