@@ -293,8 +293,8 @@ from imprag_bench.baselines.systems import INDEX, QUERY  # noqa: E402  (kept bes
 from imprag_bench.harness.options import Option  # noqa: E402
 
 RA_OPTIONS = {  # imprag_bench.harness.options: what the trained baselines accept beyond the run-wide settings
-    "checkpoint": Option(str, None, "OUT/reader/checkpoint of `imprag-bench train <system> --out OUT`",
-                         folder=True, required=True),
+    "checkpoint": Option(str, None, "the trained model: OUT/reader/checkpoint of "
+                         "`imprag-bench train ra-it|ra-dit|ra-dit-llama --out OUT`", folder=True, required=True),
     "query": QUERY,
     "passage_tokens": Option(int, None, "passage budget in tokens (default: the one it was trained with)", min=1),
     "index": INDEX,

@@ -123,7 +123,10 @@ def _cmd_train(args) -> None:
     trainer = TRAINERS.get(args.system)
     cfg = trainer.config(args.preset, args.set, args.out)
     ck = trainer.run(cfg)
-    print(f"checkpoint: {ck}\nevaluate it with: imprag-bench run --systems {args.system}:checkpoint={ck}")
+    from imprag_bench.harness.config import format_value
+    import shlex
+    spec = shlex.quote(f"{args.system}:checkpoint={format_value(str(ck))}")
+    print(f"checkpoint: {ck}\nevaluate it with: imprag-bench run --systems {spec}")
 
 
 POSITIVE, NON_NEGATIVE = _int_at_least(1), _int_at_least(0)
