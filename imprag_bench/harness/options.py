@@ -25,9 +25,38 @@ from imprag_bench.harness.errors import UserError
 _TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
 
 
+def _to_bool(value) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text not in _TRUE + _FALSE:
+        raise ValueError("must be true or false")
+    return text in _TRUE
+
+
+def _to_int(value) -> int:
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError("must be an integer")
+    try:
+        return int(value) if isinstance(value, (int, float)) else int(str(value).strip())
+    except ValueError:
+        raise ValueError("must be an integer") from None
+
+
+def _to_str(value) -> str:
+    if isinstance(value, (bool, list, dict)):
+        raise ValueError("must be a string")
+    if not str(value).strip():
+        raise ValueError("needs a value")
+    return str(value)
+
+
+_CONVERT = {str: _to_str, int: _to_int, bool: _to_bool}
+
+
 @dataclass(frozen=True)
 class Option:
-    """One accepted option: its type (str, int, bool or float), allowed values, and help."""
+    """One accepted option: its type (str, int or bool), allowed values, and help."""
 
     type: type = str
     default: Any = None
@@ -38,39 +67,17 @@ class Option:
     required: bool = False
     check: Callable[[Any], str | None] | None = None  # extra check: returns what is wrong, or None
 
+    def __post_init__(self):
+        if self.type not in _CONVERT:
+            raise TypeError(f"Option type must be one of {', '.join(t.__name__ for t in _CONVERT)}")
+
     def convert(self, value):
         """The value in the declared type; ValueError saying what is expected otherwise."""
-        if value is None or (isinstance(value, str) and not value.strip() and self.type is not str):
+        if value is None:
             raise ValueError("needs a value")
-        if self.type is bool:
-            if isinstance(value, bool):
-                out = value
-            elif str(value).strip().lower() in _TRUE + _FALSE:
-                out = str(value).strip().lower() in _TRUE
-            else:
-                raise ValueError("must be true or false")
-        elif self.type is int:
-            if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
-                raise ValueError("must be an integer")
-            try:
-                out = int(str(value).strip()) if not isinstance(value, (int, float)) else int(value)
-            except ValueError:
-                raise ValueError("must be an integer") from None
-            if self.min is not None and out < self.min:
-                raise ValueError(f"must be at least {self.min}")
-        elif self.type is float:
-            if isinstance(value, bool):
-                raise ValueError("must be a number")
-            try:
-                out = float(value)
-            except ValueError:
-                raise ValueError("must be a number") from None
-        else:
-            if isinstance(value, (bool, list, dict)):
-                raise ValueError("must be a string")
-            out = str(value)
-            if not out.strip():
-                raise ValueError("needs a value")
+        out = _CONVERT[self.type](value)
+        if self.min is not None and out < self.min:
+            raise ValueError(f"must be at least {self.min}")
         if self.choices and out not in self.choices:
             close = difflib.get_close_matches(str(out), [str(c) for c in self.choices], n=1, cutoff=0.5)
             hint = f"; did you mean {close[0]!r}?" if close else ""
