@@ -134,3 +134,10 @@ def test_mapping_entry_and_comma_value_run_end_to_end(tmp_path):
            "systems": [{"name": "echo", "index": "IVF4,Flat"}, "echo:index=IVF4,PQ2,label=echo-pq"]}
     out = run(cfg)
     assert sorted(p.name for p in (out / "preds").iterdir()) == ["echo-pq", "echo_index_IVF4_Flat"]
+
+
+def test_cli_splits_specs_on_whitespace_outside_quotes():
+    from imprag_bench.harness.cli import _split_specs
+    assert _split_specs('bm25  dense:index="a b",k=3 imprag:checkpoint=\'it"s here\'') == \
+        ["bm25", 'dense:index="a b",k=3', "imprag:checkpoint='it\"s here'"]
+    assert SystemSpec.parse(_split_specs('dense:index="a b",k=3')[0]).options == {"index": "a b", "k": 3}
