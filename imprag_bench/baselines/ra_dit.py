@@ -265,9 +265,23 @@ def _system(label: str):
     return factory
 
 
+from imprag_bench.baselines.systems import INDEX, QUERY  # noqa: E402  (kept beside the systems they declare)
+from imprag_bench.harness.options import Option  # noqa: E402
+
+RA_OPTIONS = {  # imprag_bench.harness.options: what the trained baselines accept beyond the run-wide settings
+    "checkpoint": Option(str, None, "the trained model: OUT/reader/checkpoint of "
+                         "`imprag-bench train ra-it|ra-dit|ra-dit-llama --out OUT`", folder=True, required=True),
+    "query": QUERY,
+    "passage_tokens": Option(int, None, "passage budget in tokens (default: the one it was trained with)", min=1),
+    "index": INDEX,
+    "bf16": Option(bool, True, "bf16 for the LM-slice retriever (ra-dit-llama)"),
+}
+
+
 def _register(name: str, doc: str) -> None:
     f = _system(name)
     f.__doc__ = doc
+    f.options = RA_OPTIONS
     SYSTEMS.add(name, f)
 
 

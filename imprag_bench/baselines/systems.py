@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from imprag_bench.harness.corpus import Corpus
 from imprag_bench.harness.errors import UserError
+from imprag_bench.harness.options import Option, declare
 from imprag_bench.harness.records import Example, Prediction
 from imprag_bench.harness.registry import SYSTEMS
 from imprag_bench.harness.system import RunContext
@@ -56,13 +57,23 @@ class RetrieveRead:
         return [Prediction(ex.id, t, retrieved=ids, query=q) for ex, t, ids, q in zip(examples, texts, ranked, queries)]
 
 
+# Options of the shared reader (imprag_bench.baselines.reader.Reader) and of explicit-query retrieval.
+READER_LM = Option(str, None, "an LM folder (a trained reader) read instead of `model`", folder=True)
+PASSAGE_TOKENS = Option(int, 128, "each passage cut to this many tokens before reading", min=1)
+QUERY = Option(str, "prompt", "retrieval query: the whole prompt (paper) or the task's oracle query",
+               choices=("prompt", "oracle"))
+INDEX = Option(str, "Flat", "FAISS index factory string, e.g. IVF65536_HNSW32,PQ64")
+
+
 @SYSTEMS.register("closed-book")
+@declare(checkpoint=READER_LM)
 def closed_book(options: dict) -> ClosedBook:
     """No retrieval: the LM answers from its parameters (few-shot prompt)."""
     return ClosedBook(options)
 
 
 @SYSTEMS.register("bm25")
+@declare(query=QUERY, passage_tokens=PASSAGE_TOKENS, checkpoint=READER_LM)
 def bm25(options: dict) -> RetrieveRead:
     """BM25 (bm25s) top-k with the explicit query, passages in the reader's context."""
     from imprag_bench.baselines.retrievers.bm25 import BM25Retriever
@@ -71,6 +82,9 @@ def bm25(options: dict) -> RetrieveRead:
 
 
 @SYSTEMS.register("dense")
+@declare(query=QUERY, passage_tokens=PASSAGE_TOKENS, checkpoint=READER_LM, index=INDEX,
+         encoder=Option(str, "minilm", "encoder: minilm (offline), a hub id such as facebook/contriever-msmarco, "
+                                       "or a fine-tuned encoder folder"))
 def dense(options: dict) -> RetrieveRead:
     """Dense retriever (MiniLM offline, Contriever-MSMARCO on the hub) + FAISS, passages in context."""
     from imprag_bench.harness.dense import DenseRetriever

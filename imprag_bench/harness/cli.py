@@ -22,10 +22,48 @@ def _cmd_tasks(args) -> None:
 
 
 def _cmd_systems(args) -> None:
+    from imprag_bench.harness.options import RUN_OPTIONS, accepted
     from imprag_bench.harness.registry import SYSTEMS
     for name in SYSTEMS.names():
         doc = (SYSTEMS.get(name).__doc__ or "").strip().split("\n")[0]
         print(f"{name:14} {doc}")
+        if args.verbose:
+            own = accepted(SYSTEMS.get(name))
+            for key, opt in ({} if own is None else own).items():
+                if key not in RUN_OPTIONS:
+                    print(f"{'':14}   {key}: {opt.describe()}")
+    if args.verbose:
+        print("every system also accepts the run-wide settings:")
+        for key, opt in RUN_OPTIONS.items():
+            print(f"{'':14}   {key}: {opt.describe()}")
+
+
+def _split_specs(text: str) -> list[str]:
+    """Whitespace-separated system specs; whitespace inside quotes belongs to a value."""
+    import re
+    return re.findall(r"(?:[^\s\"']|\"[^\"]*\"?|'[^']*'?)+", text)
+
+
+def _int_at_least(low: int):
+    """An argparse type: an integer >= low, with one message saying so."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors come out as the CLI's other errors: one `imprag-bench: error:` line, exit 2."""
+
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        raise UserError(message)
 
 
 def _resolve(args) -> dict:
@@ -34,7 +72,7 @@ def _resolve(args) -> dict:
     for key in ("tasks", "systems"):
         value = getattr(args, key)
         if value:
-            cfg[key] = [v for part in value for v in part.split()]
+            cfg[key] = [v for part in value for v in _split_specs(part)]
     for key in ("n", "k", "fewshot", "model", "out", "source", "corpus", "batch_size", "seed", "cache_dir",
                 "max_new_tokens", "corpus_limit", "device", "split"):
         value = getattr(args, key, None)
@@ -85,37 +123,58 @@ def _cmd_train(args) -> None:
     trainer = TRAINERS.get(args.system)
     cfg = trainer.config(args.preset, args.set, args.out)
     ck = trainer.run(cfg)
-    print(f"checkpoint: {ck}\nevaluate it with: imprag-bench run --systems {args.system}:checkpoint={ck}")
+    from imprag_bench.harness.config import format_value
+    import shlex
+    spec = shlex.quote(f"{args.system}:checkpoint={format_value(str(ck))}")
+    print(f"checkpoint: {ck}\nevaluate it with: imprag-bench run --systems {spec}")
+
+
+POSITIVE, NON_NEGATIVE = _int_at_least(1), _int_at_least(0)
+
+SYSTEMS_HELP = """system specs (--systems, or a preset's systems list):
+  name                       e.g. bm25
+  name:key=value,key=value   e.g. dense:query=oracle,k=10
+  A comma starts a new option only where key= follows it, so values keep their commas:
+    dense:encoder=facebook/contriever-msmarco,index=IVF65536_HNSW32,PQ64
+  Quote a value that itself contains ',key=' or spaces (quote the whole spec for the shell):
+    'imprag:checkpoint="runs/a b",label=imprag-1'
+  label=NAME sets the leaderboard's system column (default: the spec text).
+  Unknown keys and bad values are refused before the run starts; `imprag-bench systems -v` lists each
+  system's options. In a preset a system may also be a mapping: {name: dense, index: "IVF65536_HNSW32,PQ64"}.
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
     plugins = argparse.ArgumentParser(add_help=False)
     plugins.add_argument("--include", action="append", default=[], metavar="FILE_OR_MODULE",
                          help="import a .py file or module that registers tasks or systems (repeatable)")
-    p = argparse.ArgumentParser(prog="imprag-bench", description=__doc__)
+    p = _Parser(prog="imprag-bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     _add = sub.add_parser
     sub.add_parser = lambda *a, **k: _add(*a, parents=[plugins], **k)  # every command takes --include
     t = sub.add_parser("tasks", help="list the registered tasks")
     t.add_argument("-v", "--verbose", action="store_true", help="show templates and query templates")
     t.set_defaults(fn=_cmd_tasks)
-    sub.add_parser("systems", help="list the registered systems").set_defaults(fn=_cmd_systems)
+    sy = sub.add_parser("systems", help="list the registered systems")
+    sy.add_argument("-v", "--verbose", action="store_true", help="show each system's options")
+    sy.set_defaults(fn=_cmd_systems)
 
-    r = sub.add_parser("run", help="evaluate systems x tasks, write per-example JSONL, leaderboard and plots")
+    r = sub.add_parser("run", help="evaluate systems x tasks, write per-example JSONL, leaderboard and plots",
+                       epilog=SYSTEMS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("--preset", default="quick", help="quick (default) | full | paper")
     r.add_argument("--tasks", nargs="+", help="task names (default: the preset's)")
-    r.add_argument("--systems", nargs="+", help="system specs: name or name:key=value,... (e.g. dense:query=oracle)")
+    r.add_argument("--systems", nargs="+", help="system specs: name or name:key=value,... (see below)")
     r.add_argument("--split", choices=("train", "dev", "test"), help="evaluation split (default: the preset's)")
-    r.add_argument("--n", type=int, help="examples per task")
+    r.add_argument("--n", type=POSITIVE, help="examples per task")
     r.add_argument("--all", action="store_true", help="every example of the split")
-    r.add_argument("--k", type=int, help="passages retrieved and read")
-    r.add_argument("--fewshot", type=int, help="demonstrations from the train split")
+    r.add_argument("--k", type=POSITIVE, help="passages retrieved and read")
+    r.add_argument("--fewshot", type=NON_NEGATIVE, help="demonstrations from the train split")
     r.add_argument("--model", help="offline alias (smollm2-135m), local folder or hub id")
     r.add_argument("--source", help="task data: minikilt | hub | local")
     r.add_argument("--corpus", help="corpus name (minikilt | hub) or a {id,title,text} JSONL/Parquet file")
-    r.add_argument("--corpus-limit", type=int, dest="corpus_limit", help="use only the first N passages")
-    r.add_argument("--batch-size", type=int, dest="batch_size")
-    r.add_argument("--max-new-tokens", type=int, dest="max_new_tokens")
+    r.add_argument("--corpus-limit", type=POSITIVE, dest="corpus_limit", help="use only the first N passages")
+    r.add_argument("--batch-size", type=POSITIVE, dest="batch_size")
+    r.add_argument("--max-new-tokens", type=POSITIVE, dest="max_new_tokens")
     r.add_argument("--device", help="cpu | cuda")
     r.add_argument("--seed", type=int)
     r.add_argument("--out", help="run folder (resumes if it exists)")
@@ -142,8 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         from imprag_bench.harness.registry import include
         for spec in args.include:
             include(spec)

@@ -39,17 +39,23 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[str, dict]]:
-    """Yield ("file:line", object) for each non-blank line; a broken line is a UserError naming it."""
+    """Yield ("file:line", object) for each non-blank line; a broken line (not UTF-8, not JSON, not an
+    object) is a UserError naming it."""
     path = Path(path)
     try:
-        f = open(path, encoding="utf-8")
+        f = open(path, "rb")  # decoded line by line, so a non-UTF-8 byte is reported at its line
     except OSError as e:
         raise UserError(f"{path}: cannot read ({e.strerror or e})") from None
     with f:
-        for lineno, line in enumerate(f, start=1):
+        for lineno, raw in enumerate(f, start=1):
+            where = f"{path}:{lineno}"
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # a leading BOM is dropped
+            except UnicodeDecodeError as e:
+                raise UserError(f"{where}: not UTF-8 text (byte 0x{raw[e.start]:02x} at byte {e.start + 1} of the "
+                                "line); save the file as UTF-8") from None
             if not line.strip():
                 continue
-            where = f"{path}:{lineno}"
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:

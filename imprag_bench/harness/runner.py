@@ -24,6 +24,7 @@ from imprag_bench.harness.config import PREDICTION_KEYS, SystemSpec
 from imprag_bench.harness.errors import UserError
 from imprag_bench.harness.io import atomic_write_text
 from imprag_bench.harness.prompting import load_demos
+from imprag_bench.harness.options import validate, validate_run
 from imprag_bench.harness.records import Example
 from imprag_bench.harness.registry import SYSTEMS, TASKS
 from imprag_bench.harness.system import RunContext
@@ -88,9 +89,17 @@ def run(cfg: dict) -> Path:
     out = Path(cfg["out"])
     resolved = [resolve_task(t, cfg) for t in cfg["tasks"]]
     specs = [spec for spec, _ in resolved]
-    systems = [SystemSpec.parse(s) for s in cfg["systems"]]
-    for s in systems:
-        SYSTEMS.get(s.name)  # fail on unknown names before any work
+    systems = [SystemSpec.from_config(s) for s in cfg["systems"]]
+    base_opts = {k: cfg[k] for k in ("model", "k", "batch_size", "max_new_tokens", "seed", "device", "dtype")
+                 if k in cfg}
+    slugs = [s.slug for s in systems]
+    if len(set(slugs)) < len(slugs):
+        dup = next(s.label for s in systems if slugs.count(s.slug) > 1)
+        raise UserError(f"system {dup!r} is given twice (or two labels share a file name); "
+                        "give one of them another label=...")
+    # names, options (keys, values, checkpoint folders) and settings are checked before any work
+    options_of = {s.label: validate(s.name, {**base_opts, **s.options}, s.label) for s in systems}
+    validate_run(cfg)
     data = {}
     for spec, source in resolved:
         data[spec.name] = (select(spec.load(source, cfg["split"]), cfg.get("n"), cfg["seed"], spec.name),
@@ -103,8 +112,6 @@ def run(cfg: dict) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.json", json.dumps(cfg, indent=1, sort_keys=True))
 
-    base_opts = {k: cfg[k] for k in ("model", "k", "batch_size", "max_new_tokens", "seed", "device", "dtype")
-                 if k in cfg}
     for sspec in systems:
         todo = {}
         for spec in specs:
@@ -115,7 +122,7 @@ def run(cfg: dict) -> Path:
         if not any(rest for _, rest in todo.values()):
             log(f"{sspec.label}: all tasks already done")
             continue
-        options = {**base_opts, **sspec.options}
+        options = options_of[sspec.label]
         system = SYSTEMS.get(sspec.name)(options)
         ctx = RunContext(options=options, cache_dir=Path(cfg.get("cache_dir") or cache_root()),
                          demos={name: demos for name, (_, demos) in data.items()}, seed=cfg["seed"])

@@ -19,6 +19,7 @@ from imprag_bench.harness import lm as hlm
 from imprag_bench.harness.assets import log, sha256_file
 from imprag_bench.harness.corpus import Corpus
 from imprag_bench.harness.index import build_index
+from imprag_bench.harness.options import Option, declare
 from imprag_bench.harness.prompting import lm_input
 from imprag_bench.harness.records import Example, Prediction
 from imprag_bench.harness.registry import SYSTEMS
@@ -115,6 +116,18 @@ class ImpRAGSystem:
 
 
 @SYSTEMS.register("imprag")
+@declare(
+    checkpoint=Option(str, None, "an ImpRAG folder (from `imprag-bench train imprag`), used instead of `model`",
+                      folder=True),
+    b=Option(int, None, "last layer of the bottom (retrieval) group; default from the checkpoint or model", min=0),
+    t=Option(int, None, "last layer of the middle (reading) group; default from the checkpoint or model", min=0),
+    l_max=Option(int, 128, "passage length in tokens", min=1),
+    passage_encoding=Option(str, "concat", "read the k passages as one sequence or each on its own",
+                            choices=("concat", "independent")),
+    read_top_layers=Option(bool, False, "read passages in the top layers too (t = N-1)"),
+    bf16=Option(bool, False, "bf16 autocast for the index build only"),
+    index=Option(str, "Flat", "FAISS index factory string, e.g. IVF65536_HNSW32,PQ64"),
+)
 def make(options: dict) -> ImpRAGSystem:
     """ImpRAG (implicit queries from layer b; passages read as KV in layers b..t)."""
     return ImpRAGSystem(options)
