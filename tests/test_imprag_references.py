@@ -136,7 +136,14 @@ def reference_greedy(model, tok, passages, prompt, b, t, mode, offset, max_new) 
 BT = [(0, 1), (1, 3), (2, 2), (1, N_LAYERS - 1), (0, N_LAYERS - 1), (4, 4)]
 
 
-CASES = [("llama", bt) for bt in BT] + [(arch, bt) for arch in ("qwen2", "mistral") for bt in [(1, 3), (2, 2)]]
+CASES = [("llama", bt) for bt in BT] + [(arch, bt) for arch in ("qwen2", "mistral", "llama-mha", "llama-mqa")
+                                        for bt in [(1, 3), (2, 2)]]
+
+
+def make_model(arch: str, seed: int):
+    """tiny_llama by name; "llama-mha" has 4 KV heads for 4 query heads (no grouping), "llama-mqa" one."""
+    kv = {"llama-mha": 4, "llama-mqa": 1}.get(arch, 2)
+    return tiny_llama(n_layers=N_LAYERS, arch=arch.split("-")[0], kv_heads=kv, seed=seed)
 
 
 @pytest.mark.parametrize("mode", ["concat", "independent"])
@@ -146,7 +153,7 @@ def test_reading_equals_hf_references(tok, arch, bt, mode):
     passage cut at l_max) == both references per example (HF layers with 4-D masks; HF layers with injected
     DynamicCache KV), at every prompt position. (b, t) covers b = 0,
     b = t, t = N-1, b > 0 with t < N-1, and b = t = N-1."""
-    model = tiny_llama(n_layers=N_LAYERS, arch=arch, seed=3)
+    model = make_model(arch, seed=3)
     im = ImpRAGModel(model, tok, ImpRAGConfig(b=bt[0], t=bt[1], l_max=L_MAX, passage_encoding=mode))
     ids, mask = im.prompt_batch(PROMPTS)
     assert not mask.all()
@@ -236,7 +243,7 @@ def reference_e_q(model, tok, prompt: str, b: int, offset: int) -> np.ndarray:
     return q.view(n_kv, cfg.num_attention_heads // n_kv, d).mean(1).reshape(-1).numpy()
 
 
-@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "llama-mha", "llama-mqa"])
 @pytest.mark.parametrize("b", [0, 1, 2, 4])
 def test_embeddings_equal_hf_hidden_states(tok, arch, b):
     """embed_passages / embed_queries (batched, padded) == the reference at the implementation's offset k*l_max.
@@ -245,7 +252,7 @@ def test_embeddings_equal_hf_hidden_states(tok, arch, b):
     scores depend on position differences only and the prompt has nothing before it: so E_q at offset
     k*l_max equals E_q at offset 0 up to rounding (checked on the reference, and with k=0 on the
     implementation). That is what lets E_q (prompt at k*l_max..) be compared with E_p (passage at 0..)."""
-    model = tiny_llama(n_layers=N_LAYERS, arch=arch, seed=7)
+    model = make_model(arch, seed=7)
     l_max, k = 24, 3
     im = ImpRAGModel(model, tok, ImpRAGConfig(b=b, t=max(b, 3), l_max=l_max, k=k))
     e_p = im.embed_passages(DOCS, batch_size=2)
