@@ -60,7 +60,7 @@ def test_reading_all_layers_equals_hf_on_concatenation(tok, arch):
     ids, mask = im.prompt_batch(PROMPTS)
     with torch.no_grad():
         got = im.forward_logits(ids, mask, passages=PASSAGES)
-    k_max = max(len(p) for p in PASSAGES)
+    k_max = max(im.cfg.k, *(len(p) for p in PASSAGES))  # the prompt starts at k*l_max, as at inference
     for i, passages in enumerate(PASSAGES):
         p_tok = sum(im.reading_tokens(passages), [])
         q_tok = ids[i][mask[i]].tolist()
@@ -74,7 +74,7 @@ def test_reading_all_layers_equals_hf_on_concatenation(tok, arch):
 def test_passages_change_only_layers_b_to_t(tok):
     """Sanity: the prefix holds KV for layers b..t only, starts the prompt at k*l_max, and changes the logits."""
     model = tiny_llama()
-    im = ImpRAGModel(model, tok, ImpRAGConfig(b=1, t=2, l_max=48))
+    im = ImpRAGModel(model, tok, ImpRAGConfig(b=1, t=2, l_max=48, k=2))
     ids, mask = im.prompt_batch(PROMPTS)
     with torch.no_grad():
         plain = im.forward_logits(ids, mask, position_ids=positions_from_mask(mask, 2 * 48))

@@ -29,7 +29,7 @@ import pytest
 import torch
 
 from imprag_bench.imprag.model import ImpRAGConfig, ImpRAGModel
-from imprag_bench.imprag.testing import tiny_llama
+from tests.tiny import tiny_llama
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -159,7 +159,7 @@ def test_reading_equals_hf_references(tok, arch, bt, mode):
     assert not mask.all()
     with torch.no_grad():
         got = im.forward_logits(ids, mask, passages=PASSAGES)
-    k_max = max(len(p) for p in PASSAGES)
+    k_max = max(im.cfg.k, *(len(p) for p in PASSAGES))  # the prompt starts at k*l_max, as at inference
     assert any(len(plain_ids(tok, p)) > L_MAX for ps in PASSAGES for p in ps)  # one passage is cut
     for i, (prompt, passages) in enumerate(zip(PROMPTS, PASSAGES)):
         p_ids = [reader_passage_ids(tok, p, L_MAX, im.cfg.passage_sep) for p in passages]
@@ -191,7 +191,7 @@ def test_greedy_with_passages_equals_recomputed_reference(tok, mode, bt):
     model = tiny_llama(n_layers=N_LAYERS, seed=5)
     im = ImpRAGModel(model, tok, ImpRAGConfig(b=bt[0], t=bt[1], l_max=L_MAX, passage_encoding=mode))
     out = im.generate(PROMPTS, passages=PASSAGES, max_new_tokens=5, batch_size=3)
-    k_max = max(len(p) for p in PASSAGES)
+    k_max = max(im.cfg.k, *(len(p) for p in PASSAGES))  # the prompt starts at k*l_max, as at inference
     for i, (prompt, passages) in enumerate(zip(PROMPTS, PASSAGES)):
         p_ids = [reader_passage_ids(tok, p, L_MAX, im.cfg.passage_sep) for p in passages]
         want = reference_greedy(model, tok, p_ids, plain_ids(tok, prompt), *bt, mode, k_max * L_MAX, 5)
@@ -219,11 +219,9 @@ def test_greedy_with_retrieval_equals_recomputed_reference(tok):
                                                  3 * L_MAX, 4)
 
 
-@pytest.mark.xfail(strict=True, reason="open question for issue 12: with given passages the prompt offset is the "
-                   "batch's most passages * l_max, so an example's reading depends on its batch mates")
 def test_reading_does_not_depend_on_batch_mates(tok):
-    """Example 3 has one passage; in a batch with two-passage examples its prompt starts at 2*l_max, alone at
-    1*l_max (retrieval always uses k*l_max, so predict is not affected; given-passage reading and training are)."""
+    """Example 3 has one passage, its batch mates two: its prompt starts at k*l_max either way, as at inference
+    with k retrieved passages (before, the offset was the batch's most passages * l_max)."""
     model = tiny_llama(n_layers=N_LAYERS, seed=5)
     im = ImpRAGModel(model, tok, ImpRAGConfig(b=1, t=3, l_max=L_MAX))
     batch = im.generate(PROMPTS, passages=PASSAGES, max_new_tokens=8, batch_size=3).tokens[2]

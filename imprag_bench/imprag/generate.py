@@ -70,7 +70,8 @@ def _generate_batch(m, prompts, retrieve_fn, passage_text_fn, k, max_new_tokens,
     ids, mask = m.prompt_batch(prompts)
     n = ids.shape[0]
     retrieving = given is None and retrieve_fn is not None and k > 0
-    n_p = k if retrieving else max((len(p) for p in given), default=0) if given else 0
+    n_given = max((len(p) for p in given), default=0) if given else 0
+    n_p = k if retrieving else max(k, n_given) if n_given else 0  # never depends on the batch mates (<= k each)
     offset = n_p * m.cfg.l_max
     cache = KVCache()
     h, cos, sin, smask = m.bottom(ids, mask, offset, cache)

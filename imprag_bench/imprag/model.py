@@ -198,7 +198,9 @@ class ImpRAGModel(nn.Module):
     # ---- reading ---------------------------------------------------------------------------------------
     def encode_passages_kv(self, passages: list[list[str]]) -> PrefixKV | None:
         """The reading prefix: per example its passages' RoPE'd KV at layers b..t with a padding mask;
-        `offset` = k_max*l_max, where the prompt's positions start. None when no example has passages."""
+        `offset` = max(k, most passages of an example) * l_max, where the prompt's positions start, as at
+        inference with k retrieved passages (so an example reads the same whatever its batch mates hold).
+        None when no example has passages."""
         n_max = max((len(p) for p in passages), default=0)
         if n_max == 0:
             return None
@@ -218,7 +220,7 @@ class ImpRAGModel(nn.Module):
                 return x.view(n, n_max, hh, length, d).permute(0, 2, 1, 3, 4).reshape(n, hh, n_max * length, d)
             kv = PrefixKV({i: join(x) for i, x in kv.keys.items()}, {i: join(x) for i, x in kv.values.items()},
                           kv.mask.view(n, n_max * length))
-        kv.offset = n_max * self.cfg.l_max
+        kv.offset = max(n_max, self.cfg.k) * self.cfg.l_max
         return kv
 
     def forward_logits(self, input_ids: Tensor, attention_mask: Tensor | None = None,
