@@ -152,3 +152,16 @@ def test_bad_row_names_the_row(tmp_path, monkeypatch):
 def test_unknown_set():
     with pytest.raises(UserError, match="unknown instruction set 'alpaca'"):
         load_instruct("alpaca")
+
+
+def test_unreachable_hub_gives_the_cache_advice(monkeypatch):
+    import datasets
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("Couldn't reach 'ucinlp/drop' on the Hub (OfflineModeIsEnabled)")
+
+    monkeypatch.delenv(FIXTURES_ENV, raising=False)
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(UserError, match="cannot reach the Hugging Face hub to load ucinlp/drop.*HF_HUB_OFFLINE=1") as e:
+        load_instruct("drop")
+    assert "local:PATH" not in str(e.value)  # that advice is for evaluation tasks

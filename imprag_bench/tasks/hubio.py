@@ -62,8 +62,8 @@ def _fixture(folder: str, dataset: str, config: str | None, split: str) -> tuple
                     f"expected {root / (config or 'default') / split}.jsonl, .parquet or .csv")
 
 
-def unreachable(dataset: str, config: str | None, split: str, err: BaseException, *, streamed: bool = False
-                ) -> UserError:
+def unreachable(dataset: str, config: str | None, split: str, err: BaseException, *, streamed: bool = False,
+                tasks: bool = True) -> UserError:
     """The message for "the hub could not be reached", with advice that fits how the split is read."""
     why = str(err).strip().splitlines()[0].rstrip(".") if str(err).strip() else type(err).__name__
     head = f"cannot reach the Hugging Face hub to load {dataset} ({config or 'default'}/{split}): {why}. "
@@ -73,11 +73,12 @@ def unreachable(dataset: str, config: str | None, split: str, err: BaseException
             "local corpus file instead: --corpus PATH with {id, title, text} JSONL/Parquet rows or FlashRAG's "
             "wiki18_100w JSONL ({id, contents}); or, for tests, set "
             f"{FIXTURES_ENV} to a folder holding {fixture_layout(dataset, config, split)} in the hub schema.")
+    local = ("--tasks local:PATH for a FlashRAG-schema JSONL {id, question, golden_answers}, or set "
+             if tasks else "set ")
     return UserError(
-        head + "Split files are kept in the Hugging Face hub cache (HF_HOME): run once where the hub is reachable, "
-        "then HF_HUB_OFFLINE=1 reads them from that cache (only with a populated cache). Or use local files: "
-        "--tasks local:PATH for a FlashRAG-schema JSONL {id, question, golden_answers}, or set "
-        f"{FIXTURES_ENV} to a folder holding {fixture_layout(dataset, config, split)} (or .parquet/.csv) "
+        head + "Downloaded splits are cached under HF_HOME: run once where the hub is reachable, then "
+        "HF_HUB_OFFLINE=1 reads them from that cache (only with a populated cache). Or use local files: "
+        f"{local}{FIXTURES_ENV} to a folder holding {fixture_layout(dataset, config, split)} (or .parquet/.csv) "
         "in the hub schema.")
 
 
@@ -110,13 +111,15 @@ def _snapshot(dataset: str, pattern: str) -> Path:
     return root
 
 
-def read_split(dataset: str, config: str | None, split: str, pattern: str, *, hub_config: bool = False):
+def read_split(dataset: str, config: str | None, split: str, pattern: str, *, hub_config: bool = False,
+               tasks: bool = True):
     """One hub split as a `datasets.Dataset` (memory-mapped), reading only that split's files.
 
     pattern: the split's files inside the hub repo (glob), e.g. "nq/validation-*.parquet".
     hub_config: instead of a pattern, let `datasets` resolve the repo's own config layout
-      (`load_dataset(dataset, config, split=split)`; downloads the whole config). Only for small sets whose
-      file layout is not pinned here.
+      (`load_dataset(dataset, config, split=split)`, cached under HF_HOME; downloads the whole config). For
+      sets whose other splits are small and whose file layout is not pinned here (instruct.py).
+    tasks: whether the data is an evaluation task (the offline advice then mentions --tasks local:PATH).
     """
     datasets = _datasets()
     folder = os.environ.get(FIXTURES_ENV)
@@ -128,7 +131,7 @@ def read_split(dataset: str, config: str | None, split: str, pattern: str, *, hu
             return datasets.load_dataset(dataset, config, split=split)
         return _load(datasets, str(_snapshot(dataset, pattern)), pattern, split)
     except _network_errors() as e:
-        raise unreachable(dataset, config, split, e) from None
+        raise unreachable(dataset, config, split, e, tasks=tasks) from None
     except _access_errors() as e:
         raise UserError(f"hub dataset {dataset} is not available ({str(e).splitlines()[0]}); check the name, "
                         "and for gated sets log in (`hf auth login`) with an account that has access") from None

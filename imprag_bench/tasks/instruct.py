@@ -195,7 +195,7 @@ def load_instruct(name: str, limit: int | None = PAPER_LIMIT, seed: int = 0, pat
             raise UserError(f"{NEWSQA_HOWTO}.")
         units: Sequence[dict] = _newsqa_units(path)
     else:
-        ds = hubio.read_split(spec.hub, spec.config, spec.split, "", hub_config=True)
+        ds = hubio.read_split(spec.hub, spec.config, spec.split, "", hub_config=True, tasks=False)
         units = spec.units(ds) if spec.units else ds
     rng = random.Random(f"{name}:{seed}")
     order = list(range(len(units)))
