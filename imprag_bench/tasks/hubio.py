@@ -137,6 +137,11 @@ def read_split(dataset: str, config: str | None, split: str, pattern: str, *, hu
                         "and for gated sets log in (`hf auth login`) with an account that has access") from None
     except datasets.exceptions.DatasetNotFoundError as e:
         raise UserError(f"hub dataset {dataset} is not available ({e}); check the name and your access") from None
+    except RuntimeError as e:
+        if "scripts are no longer supported" not in str(e):
+            raise
+        raise UserError(f"hub dataset {dataset} still ships a loading script, which datasets>=4 cannot run "
+                        f"({e}); use an older revision with Parquet files or local files ({FIXTURES_ENV})") from None
 
 
 def _load(datasets, root: str, files: str, split: str):
@@ -149,14 +154,15 @@ def stream_split(dataset: str, config: str | None, split: str, pattern: str, col
     """Rows of one hub split, streamed one at a time (nothing is materialised or cached)."""
     datasets = _datasets()
     folder = os.environ.get(FIXTURES_ENV)
+    if folder:
+        root, files = _fixture(folder, dataset, config, split)
+        location = str(root / files)
+    else:  # the generic builder over hf:// paths: repos that still ship a loading script (wiki_dpr) work too
+        location = f"hf://datasets/{dataset}/{pattern}"
+    builder = {".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}[Path(location).suffix]
+    kwargs = {"columns": columns} if builder == "parquet" and columns else {}
     try:
-        if folder:
-            root, files = _fixture(folder, dataset, config, split)
-            kwargs = {"columns": columns} if files.endswith(".parquet") and columns else {}
-            ds = datasets.load_dataset(str(root), data_files={split: files}, split=split, streaming=True, **kwargs)
-        else:
-            kwargs = {"columns": columns} if columns else {}
-            ds = datasets.load_dataset(dataset, data_files={split: pattern}, split=split, streaming=True, **kwargs)
+        ds = datasets.load_dataset(builder, data_files={split: location}, split=split, streaming=True, **kwargs)
         yield from ds  # network errors surface while iterating
     except _network_errors() as e:
         raise unreachable(dataset, config, split, e, streamed=True) from None
