@@ -34,11 +34,13 @@ def test_the_eight_sets():
 
 def test_oasst1_first_turn_english_pairs_with_the_best_ranked_reply():
     recs = by_id(load_instruct("oasst1"))
-    assert sorted(recs) == ["oasst1:6ab24d72-0181-4594-a9cd-deaf170242fb", "oasst1:f1f3c6c0-2a0f-4f6e-9d1e-6a5d0c2b9e11"]
-    first = recs["oasst1:6ab24d72-0181-4594-a9cd-deaf170242fb"]
-    assert first["prompt"] == 'Can you write a short introduction about the relevance of the term "monopsony" in economics?'
+    root_a, root_c = "oasst1:6ab24d72-0181-4594-a9cd-deaf170242fb", "oasst1:f1f3c6c0-2a0f-4f6e-9d1e-6a5d0c2b9e11"
+    assert sorted(recs) == [root_a, root_c]
+    first = recs[root_a]
+    assert first["prompt"] == ('Can you write a short introduction about the relevance of the term "monopsony" '
+                               'in economics?')
     assert first["target"].startswith('"Monopsony" refers to a market structure')  # rank 0, not rank 1
-    assert recs["oasst1:f1f3c6c0-2a0f-4f6e-9d1e-6a5d0c2b9e11"]["target"].startswith("A haiku is")  # unranked reply
+    assert recs[root_c]["target"].startswith("A haiku is")  # unranked reply
     assert all(r["source"] == "oasst1" for r in recs.values())  # Spanish tree and the 2nd turn left out
 
 

@@ -90,12 +90,12 @@ def load_lm(name: str, dtype: torch.dtype | str = torch.float32, device: str = "
 def weights_error(repo: str, why: str) -> UserError:
     """One message saying how to provide the weights of hub model `repo`."""
     return UserError(
-        f"cannot get the weights of {repo} from the Hugging Face hub: {why.rstrip('.')}. To provide them: "
-        f"log in with `hf auth login` (`huggingface-cli login` in older huggingface_hub; or set HF_TOKEN) using an account that was "
-        f"granted access at https://huggingface.co/{repo} (meta-llama models are gated: request access there "
-        f"first), where the hub is reachable; the files are then cached and HF_HUB_OFFLINE=1 reuses them. "
-        f"Or download the model folder elsewhere (config.json, *.safetensors, tokenizer files) and pass that "
-        f"local folder as the model (--model PATH).")
+        f"cannot get the weights of {repo} from the Hugging Face hub: {why.rstrip('.')}. To provide them, "
+        f"either (1) where the hub is reachable, log in with `hf auth login` (`huggingface-cli login` in older "
+        f"huggingface_hub, or set HF_TOKEN) using an account granted access at https://huggingface.co/{repo} "
+        f"(meta-llama models are gated: request access on that page first); the downloaded files are cached and "
+        f"HF_HUB_OFFLINE=1 reuses them later; or (2) pass a local model folder (config.json, *.safetensors, "
+        f"tokenizer files) as the model: --model PATH.")
 
 
 def hub_weights_reachable(repo: str) -> bool:
