@@ -77,8 +77,8 @@ def hub_rows(dataset: str, config: str | None, split: str, eval_split: str, limi
     rows = range(len(ds)) if split == "test" else hubio.split_indices(len(ds), split)
     if limit is not None:
         rows = rows[:limit]
-    for i in rows:
-        yield hub_split, i, ds[i]
+    for i, row in zip(rows, ds.select(rows)):  # select + iterate reads in batches, not row by row
+        yield hub_split, i, row
 
 
 def _where(dataset: str, config: str | None, split: str, i: int, row: dict) -> str:

@@ -1,20 +1,21 @@
 """Reading Hugging Face hub datasets: one split at a time, from the hub cache or from local stand-in files.
 
-Two ways in, both through `datasets.load_dataset(<folder or repo>, data_files={split: <that split's files>})`:
+Two ways in, both naming only the requested split's files in `data_files`:
 
 - `read_split` (task data, instruction sets): downloads ONLY the files of the requested split with
   `huggingface_hub.snapshot_download(allow_patterns=...)` into the hub cache (HF_HOME), then builds a
   memory-mapped Arrow table from that folder. A later run with HF_HUB_OFFLINE=1 reuses the cached files
   (snapshot_download answers from the cache and refuses an incomplete snapshot).
   Reading KILT T-REx dev therefore fetches trex/validation-*.parquet, never the 1.75 GiB train split.
-- `stream_split` (the 21M-passage corpus): streams the split's Parquet shards row by row, reading only the
-  requested columns. Streamed rows are never cached, so HF_HUB_OFFLINE cannot help there: offline users
-  pass a local corpus file instead.
+- `stream_split` (the 21M-passage corpus): `load_dataset("parquet", data_files={split: "hf://datasets/..."},
+  streaming=True, columns=...)` streams the split's Parquet shards row by row, reading only the requested
+  columns. Streamed rows are never cached, so HF_HUB_OFFLINE cannot help there: offline users pass a local
+  corpus file instead.
 
 Local stand-ins: with IMPRAG_BENCH_HUB_FIXTURES=<folder> both read
 `<folder>/<owner>__<name>/<config or "default">/<hub split>.{jsonl,parquet,csv}` (same schema as the hub) through
-the same `load_dataset(folder, data_files={split: file})` call; only the folder differs. CSV is read with
-pandas' NA detection off, so answers such as "None", "NA" or "null" stay strings.
+the same `load_dataset` call as the hub read; only the folder (read_split) or the file location (stream_split)
+differs. CSV is read with pandas' NA detection off, so answers such as "None", "NA" or "null" stay strings.
 
 Dev splits: `split_indices` carves a seeded held-out slice out of a train split (see hub.py).
 """
