@@ -52,11 +52,13 @@ def test_kilt_nq_answers_deduplicated_in_order(fixtures):
     assert recs[1]["answers"] == ["Linda Davis"]  # duplicate answer entries collapse
     exs = build_all("qa", recs)
     assert exs[0].prompt == "Q: what do the 3 dots mean in math A:" and exs[0].target == "the therefore sign"
-    assert hub.kilt_nq("train", None)[0]["answers"] == ["Tracy McConnell"]  # train reads the train split
+    train = hub.kilt_nq("train", None) + hub.kilt_nq("dev", None)  # both come from the hub train split
+    assert sorted(r["id"] for r in train) == sorted(["-7885604869722283563", "-1029384756", "5566778899",
+                                                     "-42424242"])
 
 
 def test_kilt_hotpotqa(fixtures):
-    recs = hub.kilt_hotpotqa("dev", 2)
+    recs = hub.kilt_hotpotqa("test", 2)
     assert len(recs) == 2 and recs[0]["answers"] == ["yes"]
     assert recs[1]["question"].startswith("What government position")
     assert build_all("qa", recs)[1].golds == ["Chief of Protocol"]
@@ -99,8 +101,10 @@ def test_nq_open_uses_validation_as_test_and_synthesizes_ids(fixtures):
     assert recs[0] == {"id": "nq_open-validation-0", "question": "when was the last time anyone was on the moon",
                        "answers": ["14 December 1972 UTC", "December 1972"]}
     assert recs[2]["answers"] == ["one", "one season"]
-    assert hub.nq_open("train", 1) == [{"id": "nq_open-train-0", "question": "where did they film hot tub time machine",
-                                       "answers": ["Fernie Alpine Resort"]}]
+    train = {r["id"]: r for r in hub.nq_open("train", None) + hub.nq_open("dev", None)}
+    assert sorted(train) == [f"nq_open-train-{i}" for i in range(4)]
+    assert train["nq_open-train-0"] == {"id": "nq_open-train-0", "question": "where did they film hot tub time machine",
+                                        "answers": ["Fernie Alpine Resort"]}
     assert len(build_all("qa", recs)) == 3
 
 
@@ -119,7 +123,9 @@ def test_twowiki_from_flashrag(fixtures):
     assert recs[0] == {"id": "8813f87c0bdd11eba7f7acde48001122",
                        "question": "Who is the mother of the director of film Polish-Russian War (Film)?",
                        "answers": ["Małgorzata Braunek"], "type": "compositional"}
+    # the one-row train fixture is too small to hold out a dev row: all of it is train
     assert [r["type"] for r in hub.twowiki("train", None)] == ["bridge_comparison"]
+    assert hub.twowiki("dev", None) == []
     assert build_all("qa", recs)[1].target == "The Mask Of Fu Manchu"
 
 
@@ -180,14 +186,15 @@ def test_unknown_split():
 
 
 def test_connection_error_becomes_user_error(monkeypatch):
-    import datasets
+    import huggingface_hub
 
     def offline(*args, **kwargs):
         raise ConnectionError("Couldn't reach 'facebook/kilt_tasks' on the Hub (OfflineModeIsEnabled)")
 
     monkeypatch.delenv(hub.FIXTURES_ENV, raising=False)
-    monkeypatch.setattr(datasets, "load_dataset", offline)
-    with pytest.raises(UserError, match=f"cannot reach the Hugging Face hub.*{hub.FIXTURES_ENV}.*local"):
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(UserError, match=f"cannot reach the Hugging Face hub.*HF_HUB_OFFLINE=1.*populated cache"
+                                        f".*local:PATH.*{hub.FIXTURES_ENV}"):
         hub.kilt_fever("test", 5)
 
 

@@ -71,12 +71,59 @@ def load_lm(name: str, dtype: torch.dtype | str = torch.float32, device: str = "
             raise UserError(f"unknown dtype {dtype!r}; expected float32, bfloat16 or float16")
         dtype = getattr(torch, dtype)
     path = resolve_model_path(name)
-    tok = AutoTokenizer.from_pretrained(path)
+    hub = not os.path.isdir(path)
+    if hub and (path.startswith(("/", ".", "~")) or path.count("/") > 1):
+        raise UserError(f"model folder {path} does not exist (a hub id looks like owner/name)")
+    kwargs = {"local_files_only": True} if hub and not hub_weights_reachable(path) else {}
+    try:
+        tok = AutoTokenizer.from_pretrained(path, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)
+    except OSError as e:  # transformers' "cannot find/fetch the files" errors
+        if not hub:
+            raise UserError(f"model folder {path} cannot be loaded: {str(e).splitlines()[0]}") from None
+        raise weights_error(path, str(e).splitlines()[0]) from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
-    return model, tok
+    return model.to(device).eval(), tok
+
+
+def weights_error(repo: str, why: str) -> UserError:
+    """One message saying how to provide the weights of hub model `repo`."""
+    return UserError(
+        f"cannot get the weights of {repo} from the Hugging Face hub: {why.rstrip('.')}. To provide them, "
+        f"either (1) where the hub is reachable, log in with `hf auth login` (`huggingface-cli login` in older "
+        f"huggingface_hub, or set HF_TOKEN) using an account granted access at https://huggingface.co/{repo} "
+        f"(meta-llama models are gated: request access on that page first); the downloaded files are cached and "
+        f"HF_HUB_OFFLINE=1 reuses them later; or (2) pass a local model folder (config.json, *.safetensors, "
+        f"tokenizer files) as the model: --model PATH.")
+
+
+def hub_weights_reachable(repo: str) -> bool:
+    """Whether `repo`'s files can be fetched from the hub: one quick access check instead of transformers'
+    minutes of retries. False (load from the local cache only) when the hub is unreachable but the model is
+    cached; a UserError saying how to provide the weights when it is neither reachable nor cached, gated
+    without access, or unknown."""
+    from huggingface_hub import HfApi, constants, errors, try_to_load_from_cache
+
+    cached = isinstance(try_to_load_from_cache(repo, "config.json"), str)
+    if constants.HF_HUB_OFFLINE:
+        if cached:
+            return False
+        raise weights_error(repo, "HF_HUB_OFFLINE is set and the model is not in the local hub cache")
+    try:
+        HfApi().auth_check(repo)
+        return True
+    except errors.GatedRepoError:
+        raise weights_error(repo, "the repository is gated and this account has no access (or no login)") from None
+    except errors.RepositoryNotFoundError:
+        raise weights_error(repo, "no such model repository, or it is private and this account has no "
+                                  "access (check the id)") from None
+    except Exception as e:  # noqa: BLE001 - network down, DNS, proxy, timeouts, hub errors: all mean "not now"
+        if cached:
+            return False
+        raise weights_error(repo, f"the hub cannot be reached ({type(e).__name__}: "
+                                  f"{str(e).splitlines()[0] if str(e) else 'no detail'})") from None
 
 
 def cut_answer(text: str) -> str:

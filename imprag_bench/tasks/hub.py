@@ -2,111 +2,83 @@
 
 Every loader is `(split, limit) -> list[dict]` returning raw records (see imprag_bench/tasks/spec.py), split in
 ("train", "dev", "test"); "test" is the split the paper reports. Sources (hub schemas checked against the
-dataset cards):
+dataset cards; file layouts are the repos' Parquet conversions):
 
-- KILT (`facebook/kilt_tasks`, Parquet; configs nq, hotpotqa, trex, structured_zeroshot = zsRE, fever,
-  aidayago2). Rows: id, input, meta{...}, output: list of {answer, meta{score}, provenance[...]}.
-  KILT's test answers are hidden, so dev and test both read the KILT `validation` split (the paper's eval set).
-- NQ-open (`google-research-datasets/nq_open`, config nq_open): question, answer (list). Its `validation`
-  split (3,610 questions) is the standard NQ-open test set; dev and test both read it. No id column: ids are
-  `nq_open-<split>-<row>`.
+- KILT (`facebook/kilt_tasks`, files <config>/<split>-*.parquet; configs nq, hotpotqa, trex,
+  structured_zeroshot = zsRE, fever, aidayago2). Rows: id, input, meta{...}, output: list of
+  {answer, meta{score}, provenance[...]}. KILT's test answers are hidden, so "test" reads the KILT `validation`
+  split (the paper's eval set).
+- NQ-open (`google-research-datasets/nq_open`, files nq_open/<split>-*.parquet): question, answer (list). Its
+  `validation` split (3,610 questions) is the standard NQ-open test set. No id column: ids are
+  `nq_open-<hub split>-<row>`.
 - SimpleQA (`basicv8vc/SimpleQA`, OpenAI's simple_qa_test_set.csv): metadata (str), problem, answer; one
-  `test` split (4,326). dev and test read it; there is no train split.
-- 2WikiMultiHopQA (`RUC-NLPIR/FlashRAG_datasets`, config 2wikimultihopqa): FlashRAG rows id, question,
-  golden_answers, metadata; splits train/dev (the original test answers are hidden). dev and test read dev.
-- Corpus: DPR's 21M 100-word Wikipedia passages (Dec 2018, `facebook/wiki_dpr`), streamed from its Parquet
-  shards data/psgs_w100/multiset/train-*.parquet, columns id/title/text only (the repo's loading script is
-  unsupported by datasets>=4). FlashRAG's wiki18_100w.zip ({id, contents} JSONL): use imprag_bench.tasks.local.
+  `test` split (4,326), read with NA detection off so answers such as "None" or "NA" stay strings. There is
+  no train split, hence no dev split either (it is an unseen evaluation task).
+- 2WikiMultiHopQA (`RUC-NLPIR/FlashRAG_datasets`, files 2wikimultihopqa/<split>.jsonl): FlashRAG rows id,
+  question, golden_answers, metadata; splits train/dev (the original test answers are hidden). test = dev.
+- Corpus: DPR's 21,015,324 100-word Wikipedia passages (Dec 2018, `facebook/wiki_dpr`), streamed from its
+  Parquet shards data/psgs_w100/multiset/train-*.parquet, columns id/title/text only (the repo's loading
+  script is unsupported by datasets>=4). FlashRAG's wiki18_100w ({id, contents} JSONL): --corpus PATH.
 
-Tests and offline users: set IMPRAG_BENCH_HUB_FIXTURES to a folder and every loader reads
+Dev split: on the hub the paper evaluates on KILT dev (= our "test"), so "dev" cannot be the hub's dev split
+without selecting models on test. Here "dev" is a seeded held-out slice of the hub TRAIN split
+(hubio.dev_indices: 1,000 rows, seed hubio.DEV_SEED) and "train" is the rest of the train split, so the two
+are disjoint and model selection never reads the test split.
+
+Reading: only the requested split's files are fetched (see imprag_bench/tasks/hubio.py, which also explains
+the offline options). Tests and offline users: set IMPRAG_BENCH_HUB_FIXTURES to a folder and every loader reads
 `<folder>/<dataset with / -> __>/<config or "default">/<hub split>.{jsonl,parquet,csv}` instead of the hub.
 """
 from __future__ import annotations
 
 import ast
-import itertools
-import os
-from pathlib import Path
+from typing import Iterator
+
+from tqdm import tqdm
 
 from imprag_bench.harness.errors import UserError
 from imprag_bench.harness.records import Passage
+from imprag_bench.tasks import hubio
+from imprag_bench.tasks.hubio import FIXTURES_ENV  # noqa: F401  (re-exported: the documented switch)
 from imprag_bench.tasks.local import flashrag_record
 
-FIXTURES_ENV = "IMPRAG_BENCH_HUB_FIXTURES"
 KILT = "facebook/kilt_tasks"
 NQ_OPEN = "google-research-datasets/nq_open"
 SIMPLEQA = "basicv8vc/SimpleQA"
 FLASHRAG = "RUC-NLPIR/FlashRAG_datasets"
 WIKI_DPR = "facebook/wiki_dpr"
 WIKI_DPR_FILES = "data/psgs_w100/multiset/train-*.parquet"
-_FORMATS = {".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
+WIKI_DPR_ROWS = 21_015_324  # passages in DPR's psgs_w100 (the progress bar's total)
+
+# Where each split lives in the hub repo (glob relative to the repo root).
+PATTERNS = {
+    KILT: "{config}/{split}-*.parquet",
+    NQ_OPEN: "nq_open/{split}-*.parquet",
+    SIMPLEQA: "simple_qa_test_set.csv",
+    FLASHRAG: "{config}/{split}.jsonl",
+}
 
 
-def _fixture_file(folder: str, dataset: str, config: str | None, split: str) -> tuple[str, Path]:
-    base = Path(folder) / dataset.replace("/", "__") / (config or "default")
-    for suffix, fmt in _FORMATS.items():
-        if (base / f"{split}{suffix}").is_file():
-            return fmt, base / f"{split}{suffix}"
-    raise UserError(f"{FIXTURES_ENV}={folder}: no local file for {dataset} ({config or 'default'}/{split}); "
-                    f"expected {base / split}.jsonl, .parquet or .csv")
+def _check_split(split: str) -> str:
+    if split not in ("train", "dev", "test"):
+        raise UserError(f"unknown split {split!r}; expected train, dev or test")
+    return split
 
 
-def _unreachable(dataset: str, config: str | None, split: str, err: Exception) -> UserError:
-    layout, why = f"<folder>/{dataset.replace('/', '__')}/{config or 'default'}/{split}.jsonl", str(err).rstrip(".")
-    return UserError(
-        f"cannot reach the Hugging Face hub to load {dataset} ({config or 'default'}/{split}): {why}. "
-        f"Run once where the hub is reachable (datasets caches it; HF_HUB_OFFLINE=1 then reuses the cache), "
-        f"or use local files: set {FIXTURES_ENV} to a folder holding {layout} (or .parquet) in the hub schema, "
-        f"or evaluate a FlashRAG-style JSONL with the 'local' task source (imprag_bench/tasks/local.py).")
+def hub_rows(dataset: str, config: str | None, split: str, eval_split: str, limit: int | None
+             ) -> Iterator[tuple[str, int, dict]]:
+    """(hub split, row number, row) for our `split` of one hub dataset, at most `limit` rows.
 
-
-def _network_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions meaning "the hub could not be reached" (offline mode, DNS, timeouts, missing cache)."""
-    import importlib
-
-    from huggingface_hub.errors import LocalEntryNotFoundError
-    errors: list[type[BaseException]] = [ConnectionError, TimeoutError, LocalEntryNotFoundError]
-    for name in ("httpx2", "httpx"):  # the HTTP client huggingface_hub uses, by version
-        try:
-            errors.append(importlib.import_module(name).TransportError)
-        except (ImportError, AttributeError):
-            pass
-    return tuple(errors)
-
-
-def hub_rows(dataset: str, config: str | None, split: str, limit: int | None = None, *,
-             data_files: str | None = None, columns: list[str] | None = None) -> list[dict]:
-    """Rows of one hub dataset split (at most `limit`): the one door every loader goes through.
-
-    With IMPRAG_BENCH_HUB_FIXTURES set, reads the local file standing in for the split (same schema) via
-    `load_dataset("json"/"parquet"/"csv", data_files=...)`; otherwise `load_dataset(dataset, config)`, or
-    the generic Parquet builder over `hf://datasets/<dataset>/<data_files>` when given. Limited reads stream
-    so a few rows of a large split do not download it all. Network failures become a UserError.
+    test -> the hub's `eval_split`, in order; dev -> the seeded held-out slice of the hub train split;
+    train -> the rest of the hub train split, in order. Only that hub split's files are read.
     """
-    try:
-        import datasets
-    except ImportError as e:
-        raise UserError(f"the 'datasets' package is needed for hub data ({e}); pip install 'datasets>=4'") from None
-    datasets.logging.set_verbosity_error()
-    folder = os.environ.get(FIXTURES_ENV)
-    try:
-        if folder:
-            fmt, path = _fixture_file(folder, dataset, config, split)
-            ds = datasets.load_dataset(fmt, data_files={split: str(path)}, split=split)
-        elif data_files:
-            ds = datasets.load_dataset("parquet", data_files={split: f"hf://datasets/{dataset}/{data_files}"},
-                                       split=split, streaming=True, columns=columns)
-        else:
-            ds = datasets.load_dataset(dataset, config, split=split, streaming=limit is not None)
-        if isinstance(ds, datasets.Dataset):
-            if limit is not None:
-                ds = ds.select(range(min(limit, len(ds))))
-            return list(ds)
-        return list(itertools.islice(ds, limit))  # streaming: errors surface while iterating
-    except _network_errors() as e:
-        raise _unreachable(dataset, config, split, e) from None
-    except datasets.exceptions.DatasetNotFoundError as e:
-        raise UserError(f"hub dataset {dataset} is not available ({e}); check the name and your access") from None
+    hub_split = eval_split if _check_split(split) == "test" else "train"
+    ds = hubio.read_split(dataset, config, hub_split, PATTERNS[dataset].format(config=config, split=hub_split))
+    rows = range(len(ds)) if split == "test" else hubio.split_indices(len(ds), split)
+    if limit is not None:
+        rows = rows[:limit]
+    for i, row in zip(rows, ds.select(rows)):  # select + iterate reads in batches, not row by row
+        yield hub_split, i, row
 
 
 def _where(dataset: str, config: str | None, split: str, i: int, row: dict) -> str:
@@ -157,19 +129,12 @@ def kilt_answers(output, where: str) -> list[str]:
     return out
 
 
-def _check_split(split: str) -> str:
-    if split not in ("train", "dev", "test"):
-        raise UserError(f"unknown split {split!r}; expected train, dev or test")
-    return split
-
-
 AIDA_WINDOW_WORDS = 64
 
 
 def _kilt(config: str, split: str, limit: int | None) -> list[tuple[str, dict, list[str]]]:
-    hub_split = {"train": "train", "dev": "validation", "test": "validation"}[_check_split(split)]
     out = []
-    for i, row in enumerate(hub_rows(KILT, config, hub_split, limit)):
+    for hub_split, i, row in hub_rows(KILT, config, split, "validation", limit):
         where = _where(KILT, config, hub_split, i, row)
         out.append((where, row, kilt_answers(_field(row, "output", where), where)))
     return out
@@ -248,10 +213,9 @@ def kilt_aida(split: str, limit: int | None) -> list[dict]:
 
 
 def nq_open(split: str, limit: int | None) -> list[dict]:
-    """NQ-open: {id, question, answers}; test (and dev) = the hub `validation` split, the NQ-open test set."""
-    hub_split = {"train": "train", "dev": "validation", "test": "validation"}[_check_split(split)]
+    """NQ-open: {id, question, answers}; test = the hub `validation` split, the NQ-open test set."""
     out = []
-    for i, row in enumerate(hub_rows(NQ_OPEN, "nq_open", hub_split, limit)):
+    for hub_split, i, row in hub_rows(NQ_OPEN, "nq_open", split, "validation", limit):
         where = _where(NQ_OPEN, "nq_open", hub_split, i, row)
         answers = _dedup(_field(row, "answer", where))
         if not answers:
@@ -261,11 +225,15 @@ def nq_open(split: str, limit: int | None) -> list[dict]:
 
 
 def simpleqa(split: str, limit: int | None) -> list[dict]:
-    """SimpleQA: {id, question, answers=[answer], topic, answer_type} from the single `test` split."""
-    if _check_split(split) == "train":
-        raise UserError("SimpleQA has no train split (it is an unseen evaluation task); use dev or test")
+    """SimpleQA: {id, question, answers=[answer], topic, answer_type} from the single `test` split.
+
+    Answers are kept verbatim as strings ("None", "NA", "null" and "N/A" are real answers, not missing values).
+    """
+    if _check_split(split) != "test":
+        raise UserError(f"SimpleQA has no {split} split: it has only its test split (an unseen evaluation task, "
+                        "never trained or selected on); use test, and select models on a seen task's dev split")
     out = []
-    for i, row in enumerate(hub_rows(SIMPLEQA, None, "test", limit)):
+    for _, i, row in hub_rows(SIMPLEQA, None, split, "test", limit):
         where = _where(SIMPLEQA, None, "test", i, row)
         rec = {"id": f"simpleqa-{i}", "question": _text(row, "problem", where),
                "answers": [_text(row, "answer", where).strip()]}
@@ -279,10 +247,9 @@ def simpleqa(split: str, limit: int | None) -> list[dict]:
 
 
 def twowiki(split: str, limit: int | None) -> list[dict]:
-    """2WikiMultiHopQA from FlashRAG: {id, question, answers[, type]}; test (and dev) = the dev split."""
-    hub_split = {"train": "train", "dev": "dev", "test": "dev"}[_check_split(split)]
+    """2WikiMultiHopQA from FlashRAG: {id, question, answers[, type]}; test = FlashRAG's dev split."""
     out = []
-    for i, row in enumerate(hub_rows(FLASHRAG, "2wikimultihopqa", hub_split, limit)):
+    for hub_split, i, row in hub_rows(FLASHRAG, "2wikimultihopqa", split, "dev", limit):
         rec = flashrag_record(row, _where(FLASHRAG, "2wikimultihopqa", hub_split, i, row), keep_metadata=False)
         meta = row.get("metadata")
         if isinstance(meta, dict) and isinstance(meta.get("type"), str):
@@ -291,18 +258,30 @@ def twowiki(split: str, limit: int | None) -> list[dict]:
     return out
 
 
-def load_wiki_corpus(limit: int | None = None) -> list[Passage]:
-    """DPR's 100-word Wikipedia passages (facebook/wiki_dpr, psgs_w100) as Passages, at most `limit`.
+def iter_wiki_passages(limit: int | None = None) -> Iterator[Passage]:
+    """DPR's 100-word Wikipedia passages (facebook/wiki_dpr, psgs_w100) as Passages, one at a time.
 
-    The full corpus is 21M passages; pass `limit` for a quick run. Streams only the id/title/text columns.
+    Rows are streamed (only the id/title/text columns of the Parquet shards) and each becomes a Passage as
+    it arrives, so no list of row dicts is ever built.
     """
-    out = []
-    for i, row in enumerate(hub_rows(WIKI_DPR, "psgs_w100", "train", limit, data_files=WIKI_DPR_FILES,
-                                     columns=["id", "title", "text"])):
+    rows = hubio.stream_split(WIKI_DPR, "psgs_w100", "train", WIKI_DPR_FILES, columns=["id", "title", "text"])
+    for i, row in enumerate(rows):
+        if limit is not None and i >= limit:
+            return
         where = _where(WIKI_DPR, "psgs_w100", "train", i, row)
-        out.append(Passage(id=str(_field(row, "id", where)), title=str(row.get("title") or ""),
-                           text=_text(row, "text", where)))
-    return out
+        yield Passage(id=str(_field(row, "id", where)), title=str(row.get("title") or ""),
+                      text=_text(row, "text", where))
+
+
+def load_wiki_corpus(limit: int | None = None) -> list[Passage]:
+    """At most `limit` passages of the hub corpus (all 21,015,324 without one), with a progress bar.
+
+    The Corpus holds a list of Passages (imprag_bench/harness/corpus.py); the rows themselves are streamed.
+    """
+    total = WIKI_DPR_ROWS if limit is None else min(limit, WIKI_DPR_ROWS)
+    bar = tqdm(iter_wiki_passages(limit), total=total, desc="wiki_dpr passages", unit="psg", mininterval=2.0,
+               unit_scale=True)
+    return list(bar)
 
 
 # The paper's task name -> its hub loader (what imprag_bench/tasks/paper_tasks.py wires as the "hub" source).
