@@ -1,10 +1,10 @@
 /* imprag-bench report page: vanilla JS, no dependencies.
  *
- * Reads the JSON in <script id="report-data"> (written by imprag_bench/harness/report_html.py) and builds
+ * Reads the JSON of the element #report-data (written by imprag_bench/harness/report_html.py) and builds
  * the leaderboard, the paired table, the example browser and the run facts. All data text goes into the
  * page through textContent / text nodes, never innerHTML. The browser's state lives in the URL hash
  * (#task=nq&a=bm25&b=dense&filter=disagree&page=1), so a link reopens the same view. Only the visible
- * page of examples is rendered. When the first render is done, <html> gets data-ready="1" and
+ * page of examples is rendered. When the first render is done, the html element gets data-ready and
  * data-render-ms (performance.now() at that point), which the tests and the benchmark read.
  */
 "use strict";
