@@ -2,9 +2,9 @@
 
 nq (6 examples): imprag (implicit query) and bm25 (query = prompt) with
   imprag EM  1 1 0 0 1 0   recall 1 1 0 1 1 0
-  bm25   EM  1 0 1 0 0 0   recall 1 0 1 1 1 0
+  bm25   EM  1 0 1 0 0 0   recall 1 0 1 1 1 1
 so on nq with A=imprag, B=bm25: disagree = ex 1, 2, 4; A right B wrong = 1, 4; B right A wrong = 2;
-retrieval differs = 1, 2. closed-book never retrieves. fever (60 examples, recall null) exercises paging.
+retrieval differs = 1, 2, 5. closed-book never retrieves. fever (60 examples, recall null) exercises paging.
 Golds occur in passage text in another case ("PARIS-5" in "... paris-5 ..."), so highlighting must be
 case-insensitive. Example nq-3 carries hostile text in its prompt, prediction and passage.
 """
@@ -19,7 +19,7 @@ HOSTILE = '</script><script>document.title="pwned"</script><img src=x onerror="d
 IMPRAG_EM = [1, 1, 0, 0, 1, 0]
 IMPRAG_RC = [1, 1, 0, 1, 1, 0]
 BM25_EM = [1, 0, 1, 0, 0, 0]
-BM25_RC = [1, 0, 1, 1, 1, 0]
+BM25_RC = [1, 0, 1, 1, 1, 1]
 N_FEVER = 60
 
 

@@ -60,13 +60,13 @@ def test_passages_included_once_and_only_referenced(built):
     _, _, html = built
     d = _data(html)
     ids = [p[0] for p in d["passages"]]
-    assert sorted(ids) == sorted({"n0", "n1", "n2", "n3", "n4", "f0", "f1", "f2"}) and len(ids) == len(set(ids))
+    assert sorted(ids) == sorted({"n0", "n1", "n2", "n3", "n4", "n5", "f0", "f1", "f2"}) and len(ids) == len(set(ids))
     by_id = {p["id"]: p for p in passages()}
     for pid, title, text in d["passages"]:
         assert (title, text) == (by_id[pid]["title"], by_id[pid]["text"])
-    for i in (0, 1, 2, 4):
+    for i in (0, 1, 2, 4, 5):
         assert html.count(by_id[f"n{i}"]["text"]) == 1
-    assert "UNREFERENCED" not in html and by_id["n5"]["text"] not in html  # n5: only ever a non-retrieved gold
+    assert "UNREFERENCED" not in html
     nq = d["examples"]["nq"]
     assert [d["passages"][j][0] for j in nq["sys"]["imprag"][1][1]] == ["n1"]
 
@@ -231,7 +231,7 @@ def test_browser_leaderboard_lists_every_system_and_task(page):
 @browser
 @pytest.mark.parametrize("flt, ids", [
     ("all", [0, 1, 2, 3, 4, 5]), ("disagree", [1, 2, 4]), ("a_right", [1, 4]), ("b_right", [2]),
-    ("retrieval", [1, 2]),
+    ("retrieval", [1, 2, 5]),
 ])
 def test_browser_filters_change_the_rows_shown(page, flt, ids):
     dom = _render(*page, f"task=nq&a=imprag&b=bm25&filter={flt}")
@@ -261,3 +261,25 @@ def test_browser_screenshot(page, tmp_path):
     _render(*page, "task=nq&a=imprag&b=bm25&filter=disagree", screenshot=png)
     head = png.read_bytes()[:24]
     assert head[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", head[16:24]) == (1280, 2000)
+
+
+@browser
+def test_browser_header_clicks_sort_and_metric_toggle(built, tmp_path):
+    """A copy of the page with a script that clicks like a user: nq header once (descending), once more
+    (ascending), then the recall toggle and the seen group header."""
+    clicks = ('<script>(function () {'
+              'const th = (t) => [...document.querySelectorAll("#leaderboard th")].find((h) => h.firstChild.data === t);'
+              'const order = () => [...document.querySelectorAll("#leaderboard tbody tr td:first-child")].map((td) => td.textContent);'
+              'const seen = [];'
+              'th("nq").click(); seen.push(order().join(","));'
+              'th("nq").click(); seen.push(order().join(","));'
+              'document.querySelector("#metric-toggle [data-metric=recall]").click();'
+              'th("seen").click(); seen.push(order().join(","));'
+              'document.documentElement.setAttribute("data-orders", seen.join("|"));'
+              '})();</script></body>')
+    page = tmp_path / "clicked.html"
+    page.write_text(built[2].replace("</body>", clicks), encoding="utf-8")
+    dom = _render(page, tmp_path, "task=nq")
+    # nq EM: imprag 50.0, bm25 33.3, closed-book 0.0; seen recall: bm25 83.3, imprag 66.7, closed-book none (last)
+    assert dom.attrs_of["<html>"]["data-orders"].split("|") == [
+        "imprag,bm25,closed-book", "closed-book,bm25,imprag", "bm25,imprag,closed-book"]

@@ -27,7 +27,8 @@ def group_chart(rows: list[dict], systems: list[str], groups: list[str], metric:
     vals = [_num(cell[s, g].get(f"{metric}_hi", cell[s, g].get(metric))) for s in systems for g in groups
             if (s, g) in cell]
     top = max([v for v in vals if v is not None] + [1.0])
-    top = min(100.0, math.ceil(top / 10.0) * 10.0) if top > 1 else 10.0
+    step = next(s for s in (1, 2, 5, 10, 20, 25) if top / s <= 6)  # at most 6 round ticks
+    top = min(100.0, math.ceil(top / step) * step)
     bar = 18
     gap = max(28, 110 - len(systems) * bar)  # a cluster is at least as wide as "unseen-format"
     width_plot = max(1, len(groups)) * (max(1, len(systems)) * bar + gap)
@@ -39,7 +40,7 @@ def group_chart(rows: list[dict], systems: list[str], groups: list[str], metric:
     y = lambda v: top_pad + height_plot * (1 - v / top)  # noqa: E731
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{w}" height="{h}" '
            f'viewBox="0 0 {w} {h}" role="img" aria-label="{escape(metric.upper())} per group and system">']
-    for t in range(0, int(top) + 1, max(1, int(top) // 5)):
+    for t in range(0, int(top) + 1, step):
         yy = y(t)
         out.append(f'<line x1="{left}" x2="{left + width_plot}" y1="{yy:.1f}" y2="{yy:.1f}" class="grid"/>'
                    f'<text x="{left - 6}" y="{yy + 4:.1f}" text-anchor="end" class="tick">{t}</text>')

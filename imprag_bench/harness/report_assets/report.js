@@ -85,7 +85,7 @@
         const lo = r ? r[metric + "_lo"] : null, hi = r ? r[metric + "_hi"] : null;
         const cls = [c.group ? "group" : "", v !== null && v !== undefined && v === best[c.task] ? "best" : ""].join(" ").trim();
         return el("td", { class: cls || null, title: r ? `n = ${r.n}` : null }, el("span", { class: "v" }, fmt(v)),
-          lo !== null && lo !== undefined && hi !== null && hi !== undefined ? el("span", { class: "ci" }, `[${fmt(lo)}, ${fmt(hi)}]`) : null);
+          lo !== null && lo !== undefined && hi !== null && hi !== undefined ? el("span", { class: "ci" }, `${fmt(lo)}–${fmt(hi)}`) : null);
       },
     })));
     sortableTable($("leaderboard"), cols, D.systems, lbSort);
