@@ -141,7 +141,8 @@
     const sys = systemsOf(state.task);
     const pref = sys.find((s) => /imprag/i.test(s)) || sys[0] || null;
     state.a = sys.includes(p.get("a")) ? p.get("a") : pref;
-    state.b = sys.includes(p.get("b")) ? p.get("b") : (sys.find((s) => s !== state.a) || state.a);
+    state.b = sys.includes(p.get("b")) ? p.get("b")
+      : (sys.find((s) => s !== state.a && !/closed-book/i.test(s)) || sys.find((s) => s !== state.a) || state.a);
     state.filter = TEST[p.get("filter")] ? p.get("filter") : "all";
     state.page = Math.max(1, parseInt(p.get("page") || "1", 10) || 1);
   }
