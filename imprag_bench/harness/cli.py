@@ -1,4 +1,4 @@
-"""imprag-bench command line: tasks | systems | run | train | leaderboard | plot.
+"""imprag-bench command line: tasks | systems | run | train | leaderboard | plot | report.
 
 Bad input (unknown names, malformed files, missing fields) prints one clear message and exits with code 2.
 """
@@ -118,6 +118,12 @@ def _cmd_plot(args) -> None:
     print(f"wrote {out / 'groups.png'} and {out / 'tasks.png'}")
 
 
+def _cmd_report(args) -> None:
+    from imprag_bench.harness.report_html import write_report
+    path = write_report(args.run_dir, args.out, passages=not args.no_passages)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+
+
 def _cmd_train(args) -> None:
     from imprag_bench.harness.registry import TRAINERS
     trainer = TRAINERS.get(args.system)
@@ -197,6 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("csv")
     pl.add_argument("--out", help="folder (default: beside the CSV)")
     pl.set_defaults(fn=_cmd_plot)
+
+    rp = sub.add_parser("report", help="write one self-contained HTML page for a run folder")
+    rp.add_argument("run_dir", help="run folder (config.json, preds/, leaderboard.csv)")
+    rp.add_argument("--out", help="HTML file to write (default: RUN_DIR/report.html)")
+    rp.add_argument("--no-passages", action="store_true", dest="no_passages",
+                    help="do not load the corpus; show retrieved passage ids without their texts")
+    rp.set_defaults(fn=_cmd_report)
     return p
 
 

@@ -3,7 +3,7 @@
 Layout of a run folder:
   config.json                       the resolved configuration (written atomically)
   preds/<system>/<task>.jsonl       one line per example: prompt, query, retrieved ids, prediction, golds, scores
-  leaderboard.csv, groups.png, tasks.png
+  leaderboard.csv, groups.png, tasks.png, report.html (harness/report_html.py)
 
 Each batch's lines are appended and flushed together; a run killed mid-batch leaves at most one partial
 line, which the resume drops. A resumed run skips the examples already written, so finishing an
@@ -131,7 +131,7 @@ def run(cfg: dict) -> Path:
             path, rest = todo[spec.name]
             _run_task(system, sspec.label, spec, rest, path, corpus, int(options.get("k", 5)),
                       int(cfg.get("batch_size", 8)) * 4)
-    finish(out)
+    finish(out, corpus)
     return out
 
 
@@ -159,8 +159,11 @@ def _run_task(system, label, spec, examples, path, corpus, k, chunk):
     bar.close()
 
 
-def finish(out: Path) -> None:
-    """Leaderboard CSV and plots from every per-example file of the run."""
+def finish(out: Path, corpus=None) -> None:
+    """Leaderboard CSV, plots and report.html from every per-example file of the run.
+
+    The HTML page is a by-product: if it cannot be written (e.g. a passage id missing from `corpus`),
+    the run still succeeds and the reason is logged."""
     files = sorted((out / "preds").glob("*/*.jsonl"))
     records = report.read_records(files)
     if not records:
@@ -171,3 +174,8 @@ def finish(out: Path) -> None:
     plots.plot_groups(df, out / "groups.png")
     plots.plot_tasks(df, out / "tasks.png")
     log(f"leaderboard: {out / 'leaderboard.csv'}")
+    from imprag_bench.harness.report_html import write_report
+    try:
+        log(f"report: {write_report(out, corpus=corpus)}")
+    except UserError as e:
+        log(f"report.html not written: {e}")
