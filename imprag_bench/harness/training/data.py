@@ -17,7 +17,7 @@ import torch
 from imprag_bench.harness.errors import UserError
 from imprag_bench.harness.training.candidates import Candidates, pseudo_label, pseudo_label_answers
 from imprag_bench.harness.training.loop import world
-from imprag_bench.harness.training.mix import SEEN_TASKS, build_mix
+from imprag_bench.harness.training.mix import SEEN_TASKS, TrainItem, build_mix
 
 
 def target_text(target: str) -> str:
@@ -91,12 +91,21 @@ def with_demonstrations(items: list, examples: list, source: str, fewshot: int) 
     return [replace(it, prompt=full[it.id]) if it.kind == "retrieval" and it.id in full else it for it in items]
 
 
+def instruct_items(names: list[str], limit: int, seed: int) -> list[TrainItem]:
+    """The hub instruction-tuning sets (tasks.instruct: oasst1, CoQA, ...; `limit` each) as J_gen-only items."""
+    from imprag_bench.tasks.instruct import load_instruct
+
+    return [TrainItem(f"it:{r['id']}", "instruct", r["prompt"], r["target"], meta={"source": r["source"]})
+            for name in names for r in load_instruct(name, limit=limit, seed=seed)]
+
+
 def training_items(cfg, corpus, out: Path) -> tuple[list, list]:
     """(examples, training mix) of the shared settings `cfg`: pseudo-labels (cached in `out`), the mix, the hub
     instruction sets where configured, and the evaluation's demonstrations on the retrieval prompts."""
     examples = load_examples(cfg)
     cands = cached_candidates(examples, corpus, cfg, candidates_file(cfg, out), cfg.get("cache_dir") and
                               Path(cfg["cache_dir"]))
-    items = build_mix(examples, cands, corpus, seed=cfg["seed"],
-                      n_instruct=int(cfg["instruct_share"] * len(examples)), plain_share=cfg["plain_share"])
+    extra = instruct_items(cfg["instruct_sets"], cfg.get("max_examples") or 5000, cfg["seed"])
+    items = build_mix(examples, cands, corpus, seed=cfg["seed"], n_instruct=int(cfg["instruct_share"] * len(examples)),
+                      plain_share=cfg["plain_share"], extra=extra)
     return examples, with_demonstrations(items, examples, cfg["source"], int(cfg.get("train_fewshot") or 0))

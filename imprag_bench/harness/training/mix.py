@@ -33,7 +33,7 @@ class TrainItem:
     """One training instance. `candidates` is set for retrieval items only."""
 
     id: str
-    kind: str  # retrieval | reading | denoise | sentgen | plain
+    kind: str  # retrieval | reading | denoise | sentgen | instruct | plain
     prompt: str
     target: str
     candidates: Candidates | None = None
@@ -94,8 +94,9 @@ def sentgen_item(pid: str, text: str, rng: random.Random) -> TrainItem | None:
 
 
 def build_mix(examples: list[Example], cands: list[Candidates], corpus: Corpus, seed: int = 0,
-              n_instruct: int | None = None, plain_share: float = 0.1) -> list[TrainItem]:
-    """The shuffled training mix: retrieval items + as many instruction items + ~`plain_share` plain text."""
+              n_instruct: int | None = None, plain_share: float = 0.1, extra: list[TrainItem] = ()) -> list[TrainItem]:
+    """The shuffled training mix: retrieval items + `n_instruct` instruction items built from the corpus +
+    `extra` items (the hub instruction sets) + ~`plain_share` plain text."""
     rng = random.Random(seed)
     items = retrieval_items(examples, cands)
     rc = reading_items(examples, cands, corpus)
@@ -109,7 +110,7 @@ def build_mix(examples: list[Example], cands: list[Candidates], corpus: Corpus, 
         item = (denoise_item if len(synth) % 2 == 0 else sentgen_item)(p.id, p.text, rng)
         if item is not None:
             synth.append(item)
-    mix = items + rc[:n_instruct] + synth
+    mix = items + rc[:n_instruct] + synth + list(extra)
     n_plain = int(round(plain_share * len(mix) / (1 - plain_share)))
     used = {i.id.split(":", 1)[1] for i in synth}
     plain = [TrainItem(f"txt:{p.id}", "plain", "", p.as_text()) for p in texts if p.id not in used][:n_plain]
