@@ -1,0 +1,37 @@
+"""The committed quick run's predictions are reproduced byte for byte by the current code (closed-book and
+bm25 on three tasks of results/quick: the same examples, prompts, retrieved ids, predictions and scores), so a
+refactoring that changes what a system answers cannot pass unnoticed."""
+import json
+from pathlib import Path
+
+import pytest
+
+from imprag_bench.harness.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMITTED = ROOT / "results" / "quick"
+
+
+@pytest.mark.integration
+def test_quick_preset_predictions_are_unchanged(tmp_path, one_thread):
+    cfg = json.loads((COMMITTED / "config.json").read_text())
+    tasks, systems = ["nq", "fever", "aida"], ["closed-book", "bm25"]
+    assert main(["run", "--preset", "quick", "--tasks", *tasks, "--systems", *systems, "--n", str(cfg["n"]),
+                 "--out", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache")]) == 0
+    for system in systems:
+        for task in tasks:
+            got = (tmp_path / "run" / "preds" / system / f"{task}.jsonl").read_bytes()
+            assert got == (COMMITTED / "preds" / system / f"{task}.jsonl").read_bytes(), (system, task)
+
+
+def test_readme_presets_table_names_every_addition():
+    """Each addition a training preset carries is explained in ADDITIONS and named in the README's table."""
+    from imprag_bench.harness.registry import TRAINERS
+    from imprag_bench.harness.training.config import ADDITIONS
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("| setting | `paper` (the paper's recipe)", 1)[1].split("\n\n", 1)[0]
+    carried = {a for name in TRAINERS.names() for cfg in TRAINERS.get(name).presets.values() for a in cfg.additions}
+    assert carried and carried <= set(ADDITIONS)
+    assert all(f"`{a}`" in table for a in carried), sorted(a for a in carried if f"`{a}`" not in table)
+    assert all(not cfg.additions for name in TRAINERS.names() for b, cfg in TRAINERS.get(name).presets.items()
+               if b == "paper")
