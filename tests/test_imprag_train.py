@@ -331,3 +331,10 @@ def test_stage0_cosine_schedule_halves_the_second_of_two_adam_steps(tmp_path):
     one = weights[1, False]  # cosine over 2 steps: lr, then lr * (1 + cos(pi/2)) / 2 = lr / 2
     assert torch.allclose(weights[2, True] - one, 0.5 * (weights[2, False] - one), atol=1e-6)
     assert not torch.equal(weights[2, True], weights[2, False])
+
+
+def test_every_objective_setting_comes_from_the_training_config():
+    from dataclasses import fields
+
+    from imprag_bench.imprag.train import ImpRAGTrainConfig
+    assert {f.name for f in fields(ObjectiveConfig)} <= set(ImpRAGTrainConfig.keys())

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -66,13 +66,9 @@ def build_objective(cfg: ImpRAGTrainConfig, corpus) -> ImpRAGObjective:
     hf, tok = load_lm(cfg["model"], device=device)
     model = ImpRAGModel(hf, tok, ImpRAGConfig(b=cfg["b"], t=cfg["t"], l_max=cfg["l_max"], k=cfg["query_k"],
                                               passage_encoding=cfg["passage_encoding"]))
-    ocfg = ObjectiveConfig(lam=cfg["lam"], warmup_share=cfg["warmup_share"], score_scale=cfg["score_scale"],
-                           tau_r=cfg["tau_r"], tau_t=cfg["tau_t"], n_read=cfg["n_read"], query_k=cfg["query_k"],
-                           bf16=resolve_bf16(cfg["bf16"], device), gen_weight=cfg["gen_weight"],
-                           max_prompt_tokens=cfg["max_prompt_tokens"], max_target_tokens=cfg["max_target_tokens"],
-                           random_negatives=cfg["random_negatives"], distill_over=cfg["distill_over"],
-                           teacher_over=cfg["teacher_over"], seed=cfg["seed"],
-                           retriever_lr_scale=cfg["retriever_lr_scale"])
+    # every objective setting has a training-config key of the same name (checked by a test)
+    ocfg = ObjectiveConfig(**{**{f.name: cfg[f.name] for f in fields(ObjectiveConfig)},
+                              "bf16": resolve_bf16(cfg["bf16"], device)})
     return ImpRAGObjective(model, lambda ids: [p.as_text() for p in corpus.get_many(ids)], ocfg,
                            negative_pool=corpus.ids if cfg["random_negatives"] else None)
 
