@@ -189,7 +189,22 @@ def test_trainer_presets_resolve(name):
         assert cfg["steps"] == 3 and cfg["n_read"] == 2 and cfg["out"] == "somewhere" and cfg["preset"] == preset
         assert {"batch_size", "retriever_steps", "model", "n_pos", "n_hard"} <= set(cfg.keys())
         shared = imp.config(preset, ["steps=3", "n_read=2"])  # the matched budget: every shared key agrees
-        assert all(cfg[k] == shared[k] for k in SharedTrainConfig.keys() if k not in ("out", "recipe", "additions"))
+        assert all(cfg[k] == shared[k] for k in SharedTrainConfig.keys() if k not in ("out", "recipe", "default_recipe", "additions"))
     assert t.config("paper").recipe == "paper" and encoder_name(t.config("paper")) == "facebook/contriever-msmarco"
     with pytest.raises(UserError, match="did you mean 'n_read'"):
         t.config("quick", ["n_reed=2"])
+
+
+def test_recipes_are_named_and_the_paper_recipe_carries_only_the_budgets_additions():
+    from imprag_bench.harness.training.config import default_out
+    imp = TRAINERS.get("imprag")
+    cpu, paper = imp.config("full"), imp.config("full", recipe="paper")
+    assert cpu.recipe == cpu.default_recipe == "cpu-additions" and paper.recipe == "paper"
+    assert set(cpu.additions) - set(paper.additions) >= {"stage0", "refit", "random-negatives"}
+    assert paper.stage0_steps == paper.refit_steps == paper.random_negatives == 0 and paper.score_scale == 1.0
+    assert default_out("imprag", cpu) == "runs/train/imprag-full"
+    assert default_out("imprag", paper) == "runs/train/imprag-full-paper"
+    with pytest.raises(UserError, match="no recipe 'cpu'"):
+        imp.config("full", recipe="cpu")
+    with pytest.raises(UserError, match="--recipe"):
+        imp.config("full", ["recipe=paper"])

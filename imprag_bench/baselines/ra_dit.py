@@ -38,7 +38,7 @@ import torch
 from imprag_bench.harness.assets import cache_root, log
 from imprag_bench.harness.errors import UserError
 from imprag_bench.harness.registry import SYSTEMS, TRAINERS
-from imprag_bench.harness.training.config import SharedTrainConfig, resolve_bf16
+from imprag_bench.harness.training.config import SharedTrainConfig, default_out, resolve_bf16
 from imprag_bench.harness.training.trainer import Trainer
 from imprag_bench.baselines.systems import RetrieveRead
 
@@ -144,8 +144,8 @@ def train_retriever(cfg: dict, corpus, mix, trainable, lm, tok, out: Path, warmu
     return train(obj, items, tc)
 
 
-def _out(cfg: dict, system: str) -> Path:
-    return Path(cfg.get("out") or f"runs/train/{system}-{cfg['preset']}")
+def _out(cfg, system: str) -> Path:
+    return Path(default_out(system, cfg))
 
 
 def _setup(cfg: dict, system: str):
@@ -213,7 +213,7 @@ TRAINERS.add("ra-dit", Trainer("ra-dit", RATrainConfig, run_ra_dit,
                                "RA-DIT: dense retriever distilled from LM likelihoods, then RA-IT reader", "ra"))
 TRAINERS.add("ra-dit-llama", Trainer("ra-dit-llama", RATrainConfig, run_ra_dit_llama,
                                      "RA-DIT-Llama: LM layers 0..b copy as retriever (NCE + distillation), "
-                                     "then RA-IT reader", preset_file="ra"))
+                                     "then RA-IT reader"))
 
 
 # ---- systems ---------------------------------------------------------------------------------------------

@@ -127,7 +127,9 @@ def _cmd_report(args) -> None:
 def _cmd_train(args) -> None:
     from imprag_bench.harness.registry import TRAINERS
     trainer = TRAINERS.get(args.system)
-    cfg = trainer.config(args.preset, args.set, args.out)
+    cfg = trainer.config(args.preset, args.set, args.out, args.recipe)
+    print(f"{args.system}: budget {cfg.preset}, recipe {cfg.recipe}; additions to the paper's recipe: "
+          f"{', '.join(cfg.additions) or 'none'}")
     ck = trainer.run(cfg)
     from imprag_bench.harness.config import format_value
     import shlex
@@ -189,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="train a system (imprag, ra-it, ra-dit, ra-dit-llama); resumable")
     tr.add_argument("system")
-    tr.add_argument("--preset", default="quick", help="quick (default) | full | gpu")
+    tr.add_argument("--preset", default="quick", help="the training budget: quick (default) | full | paper")
+    tr.add_argument("--recipe", help="paper | cpu-additions (default: the budget's first for the system)")
     tr.add_argument("--out", help="training folder (resumes from its checkpoint)")
     tr.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="override preset settings")
     tr.set_defaults(fn=_cmd_train)

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from imprag_bench.harness.registry import TRAINERS
-from imprag_bench.harness.training.config import SharedTrainConfig, resolve_bf16
+from imprag_bench.harness.training.config import SharedTrainConfig, default_out, resolve_bf16
 from imprag_bench.harness.training.data import training_items
 from imprag_bench.harness.training.loop import TrainConfig, train_in_stages, world
 from imprag_bench.harness.training.trainer import Trainer
@@ -79,7 +79,7 @@ def run(cfg: ImpRAGTrainConfig) -> Path:
 
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg["threads"]))
-    out = Path(cfg.out or f"runs/train/imprag-{cfg.preset}")
+    out = Path(default_out("imprag", cfg))
     out.mkdir(parents=True, exist_ok=True)
     rank, _ = world()
     corpus = load_corpus(cfg["corpus"], cfg.get("corpus_limit"))

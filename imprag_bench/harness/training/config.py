@@ -3,9 +3,11 @@
 `presets/train/shared.yaml` holds, per budget (quick / full / paper), everything the trained systems share
 so that they are compared at one matched budget: the data and pseudo-labels, the training mix, the
 demonstrations, the optimiser and schedule, the model and the token budgets. `presets/train/<system>.yaml`
-adds only that system's own keys per budget; a system file that sets a shared key is refused, so no system
-can drift off the shared budget. Every budget says which recipe it is: `paper` (the paper's recipe, as far as
-the paper states it) or a list of named `additions` from `ADDITIONS`, each saying what it changes and why.
+holds, per budget, the system's recipes: `paper` (its own settings as the paper states them) and, where it
+has them, `cpu-additions`; the first one listed is the budget's default (`--recipe` picks another). A system
+file that sets a shared key is refused, so no system can drift off the shared budget. Every deviation from
+the paper is named in `additions` (the budget's shared ones plus the recipe's own) from `ADDITIONS`, each
+saying what it changes and why.
 
 Configs are dataclasses: unknown keys (in a file or in `--set key=value`) are refused with the closest known
 key; values are type-checked. They also read like a mapping (`cfg["lr"]`, `cfg.get("out")`), which is how
@@ -113,8 +115,9 @@ class SharedTrainConfig(ConfigBase):
     """The settings every trained system shares at one budget (presets/train/shared.yaml)."""
 
     preset: str = ""  # the budget's name, set by the loader
-    recipe: str = "paper"  # "paper", or a short name of the budget's deviations (listed in `additions`)
-    additions: list[str] = field(default_factory=list)  # keys of ADDITIONS this budget carries (shared part)
+    recipe: str = "paper"  # the system's recipe at this budget: "paper" or "cpu-additions" (set by the loader)
+    default_recipe: str = "paper"  # the budget's default recipe for this system (set by the loader)
+    additions: list[str] = field(default_factory=list)  # keys of ADDITIONS: the budget's and the recipe's
     # data: the seen tasks' train splits, pseudo-labels, mix and demonstrations
     source: str = "minikilt"
     corpus: str = "minikilt"
@@ -164,41 +167,61 @@ def _read_yaml(name: str) -> dict:
     return {k: v for k, v in data.items() if not str(k).startswith("x-")}  # x-...: YAML anchors only
 
 
+def recipes(system: str, budget: str, file: str | None = None) -> list[str]:
+    """The recipes `system` has at `budget`, the default (its file's first) first."""
+    return list(_read_yaml(file or system).get(budget, {}))
+
+
 def load_train_preset(system: str, budget: str, cls: type, file: str | None = None,
-                      overrides: list[str] | None = None, out: str | None = None):
-    """The typed config of `system` at `budget`: shared.yaml's budget, the system file's budget on top (own
-    keys only), then `--set key=value` overrides (YAML scalars)."""
+                      overrides: list[str] | None = None, out: str | None = None, recipe: str | None = None):
+    """The typed config of `system` at `budget` with one of its recipes (default: the first its file lists):
+    shared.yaml's budget, then the recipe's own keys from the system file, then `--set key=value` overrides."""
     if budget not in BUDGETS:
         close = difflib.get_close_matches(budget, BUDGETS, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise UserError(f"unknown training preset {budget!r}{hint} (known: {', '.join(BUDGETS)})")
-    shared, own = _read_yaml("shared"), _read_yaml(file or system)
-    shared_keys = set(SharedTrainConfig.keys()) - {"additions", "recipe", "preset"}
-    clash = sorted(set(own.get(budget, {})) & shared_keys)
+    name = file or system
+    shared, own = _read_yaml("shared"), _read_yaml(name).get(budget, {})
+    if not own:
+        raise UserError(f"presets/train/{name}.yaml has no recipe for budget {budget!r}")
+    recipe = recipe or next(iter(own))
+    if recipe not in own:
+        raise UserError(f"{system} has no recipe {recipe!r} at budget {budget!r} (has: {', '.join(own)})")
+    mine = dict(own[recipe] or {})
+    where = f"training preset {system} [{budget}, {recipe}]"
+    clash = sorted(set(mine) & (set(SharedTrainConfig.keys()) - {"additions"}))
     if clash:
-        raise UserError(f"presets/train/{file or system}.yaml [{budget}]: {', '.join(clash)} belong to "
+        raise UserError(f"presets/train/{name}.yaml [{budget}][{recipe}]: {', '.join(clash)} belong to "
                         "presets/train/shared.yaml, so that every system trains at the same budget")
     base = dict(shared[budget])
-    mine = dict(own.get(budget, {}))
-    additions = list(base.get("additions", [])) + [a for a in mine.pop("additions", []) if a not in base.get("additions", [])]
-    values = {**base, **mine, "additions": additions, "preset": budget}
-    if mine.get("recipe"):
-        values["recipe"] = mine["recipe"]
+    own_additions = mine.pop("additions", [])
+    if recipe == "paper" and own_additions:
+        raise UserError(f"{where}: the paper recipe cannot carry additions {own_additions}")
+    additions = list(base.pop("additions", [])) + [a for a in own_additions if a not in base.get("additions", [])]
     unknown = [a for a in additions if a not in ADDITIONS]
     if unknown:
-        raise UserError(f"presets/train: {system} [{budget}]: unknown additions {unknown} (known: {', '.join(ADDITIONS)})")
+        raise UserError(f"{where}: unknown additions {unknown} (known: {', '.join(ADDITIONS)})")
+    values = {**base, **mine, "additions": additions, "preset": budget, "recipe": recipe,
+              "default_recipe": next(iter(own))}
     for item in overrides or []:
         key, eq, value = item.partition("=")
         if not eq or not key:
             raise UserError(f"--set {item!r}: expected key=value")
+        if key in ("preset", "recipe", "default_recipe", "additions"):
+            raise UserError(f"--set {item!r}: choose the budget with --preset and the recipe with --recipe")
         values[key] = yaml.safe_load(value)
     if out:
         values["out"] = out
-    where = f"training preset {system} [{budget}]" + (" with --set" if overrides else "")
-    cfg = cls.from_dict(values, where)
-    if cfg.recipe == "paper" and cfg.additions:
-        raise UserError(f"{where}: recipe 'paper' cannot carry additions {cfg.additions}")
+    cfg = cls.from_dict(values, where + (" with --set" if overrides else ""))
+    if budget == "paper" and cfg.additions:
+        raise UserError(f"{where}: the paper budget cannot carry additions {cfg.additions}")
     return cfg
+
+
+def default_out(system: str, cfg) -> str:
+    """runs/train/<system>-<budget>, plus -<recipe> for a recipe that is not the budget's default."""
+    return cfg.out or f"runs/train/{system}-{cfg.preset}" + (f"-{cfg.recipe}" if cfg.recipe != cfg.default_recipe
+                                                              else "")
 
 
 def resolve_bf16(value: bool | str, device: str) -> bool:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from imprag_bench.harness.training.config import BUDGETS, load_train_preset
+from imprag_bench.harness.training.config import BUDGETS, load_train_preset, recipes
 
 
 @dataclass(frozen=True)
@@ -25,11 +25,18 @@ class Trainer:
     description: str = ""
     preset_file: str | None = None  # presets/train/<preset_file>.yaml; default: the trainer's name
 
-    def config(self, preset: str, overrides: list[str] | None = None, out: str | None = None):
-        """The typed preset with `key=value` overrides applied (values parsed as YAML scalars)."""
-        return load_train_preset(self.name, preset, self.config_cls, self.preset_file, overrides, out)
+    def config(self, preset: str, overrides: list[str] | None = None, out: str | None = None,
+               recipe: str | None = None):
+        """The typed preset (a budget, and a recipe: default the budget's first) with `key=value` overrides
+        applied (values parsed as YAML scalars)."""
+        return load_train_preset(self.name, preset, self.config_cls, self.preset_file, overrides, out, recipe)
 
     @property
     def presets(self) -> dict:
-        """Every budget's typed config (quick / full / paper)."""
+        """Every budget's typed config with its default recipe (quick / full / paper)."""
         return {b: self.config(b) for b in BUDGETS}
+
+    @property
+    def variants(self) -> dict:
+        """Every (budget, recipe) the trainer has, typed."""
+        return {(b, r): self.config(b, recipe=r) for b in BUDGETS for r in recipes(self.name, b, self.preset_file)}
