@@ -7,6 +7,7 @@ query), `encoder` for the dense retriever (`minilm` offline, `facebook/contrieve
 from __future__ import annotations
 
 from imprag_bench.harness.corpus import Corpus
+from imprag_bench.harness.costs import unique_params
 from imprag_bench.harness.errors import UserError
 from imprag_bench.harness.options import Option, declare
 from imprag_bench.harness.records import Example, Prediction
@@ -26,6 +27,10 @@ class ClosedBook:
 
     def predict(self, examples: list[Example]) -> list[Prediction]:
         return [Prediction(ex.id, text) for ex, text in zip(examples, self.reader.answer(examples))]
+
+    def costs(self) -> dict:
+        """Sizes for harness.costs: the reader LM only."""
+        return {"params_reader": unique_params(self.reader.model)}
 
 
 class RetrieveRead:
@@ -49,6 +54,11 @@ class RetrieveRead:
         if missing:
             raise UserError(f"task {missing[0]} defines no {self.query!r} query template")
         return [ex.queries[self.query] for ex in examples]
+
+    def costs(self) -> dict:
+        """Sizes for harness.costs: the reader LM, the separate retriever's weights and its index."""
+        params, index = self.retriever.sizes()
+        return {"params_reader": unique_params(self.reader.model), "params_retriever": params, "index_bytes": index}
 
     def predict(self, examples: list[Example]) -> list[Prediction]:
         queries = self.queries(examples)

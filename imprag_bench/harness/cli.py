@@ -152,6 +152,16 @@ SYSTEMS_HELP = """system specs (--systems, or a preset's systems list):
 """
 
 
+def _cmd_reproduce(args) -> None:
+    import shlex
+
+    from imprag_bench.harness.reproduce import reproduce
+    out = args.out or f"runs/reproduce-{args.preset}"
+    command = "imprag-bench " + " ".join(shlex.quote(a) for a in (args.argv or []))
+    done = reproduce(args.preset, out, command, args.systems, args.train_set, args.run_set, costs=not args.no_costs)
+    print(f"wrote {done}: leaderboard.csv, paired.csv, headline.png, costs.csv, manifest.json, report.html")
+
+
 def build_parser() -> argparse.ArgumentParser:
     plugins = argparse.ArgumentParser(add_help=False)
     plugins.add_argument("--include", action="append", default=[], metavar="FILE_OR_MODULE",
@@ -197,6 +207,18 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="override preset settings")
     tr.set_defaults(fn=_cmd_train)
 
+    rp = sub.add_parser("reproduce", help="the headline experiment: train every system at one budget, evaluate, "
+                                          "paired statistics, figure, costs, manifest; resumable")
+    rp.add_argument("--preset", default="cpu", help="presets/reproduce/<name>.yaml: cpu (default) | smoke")
+    rp.add_argument("--out", help="results folder (default runs/reproduce-<preset>; the same command resumes it)")
+    rp.add_argument("--systems", nargs="+", metavar="LABEL", help="only these systems (the reference stays)")
+    rp.add_argument("--train-set", nargs="+", default=[], metavar="KEY=VALUE", dest="train_set",
+                    help="override training settings of every trained system (e.g. steps=2)")
+    rp.add_argument("--run-set", nargs="+", default=[], metavar="KEY=VALUE", dest="run_set",
+                    help="override evaluation settings (e.g. n=12 'tasks=[nq,aida]')")
+    rp.add_argument("--no-costs", action="store_true", dest="no_costs", help="skip the cost measurement")
+    rp.set_defaults(fn=_cmd_reproduce)
+
     lb = sub.add_parser("leaderboard", help="merge run folders / JSONL files into one leaderboard CSV")
     lb.add_argument("runs", nargs="+")
     lb.add_argument("--out", required=True, help="CSV to write")
@@ -219,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)
         from imprag_bench.harness.registry import include
         for spec in args.include:
             include(spec)

@@ -134,3 +134,9 @@ class DenseRetriever:
 
     def search(self, queries: list[str], k: int) -> list[list[str]]:
         return self.index.search(self.encoder.encode(queries), k)[1]
+
+    def sizes(self) -> tuple[int, int]:
+        """(the encoder's parameters, the FAISS index's bytes)."""
+        from imprag_bench.harness.costs import faiss_bytes, unique_params
+
+        return unique_params(self.encoder.model), faiss_bytes(self.index)

@@ -104,6 +104,14 @@ class ImpRAGSystem:
         """Passage texts as the index embedded them (title line, then text)."""
         return [p.as_text() for p in self.corpus.get_many(ids)]
 
+    def costs(self) -> dict:
+        """Sizes for harness.costs: one LM retrieves and reads (no separate retriever), its layer-b key index,
+        and the seconds spent in each stage of generation so far."""
+        from imprag_bench.harness.costs import faiss_bytes, unique_params
+
+        return {"params_reader": unique_params(self.model.lm), "params_retriever": 0,
+                "index_bytes": faiss_bytes(self.index), "stage_seconds": dict(self.timings)}
+
     def predict(self, examples: list[Example]) -> list[Prediction]:
         inputs = [lm_input(ex, self.ctx.demos.get(ex.task, [])) for ex in examples]
         res = self.model.generate(inputs, self.retrieve if self.index is not None else None, self.passage_texts,

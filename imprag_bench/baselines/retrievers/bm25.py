@@ -1,6 +1,9 @@
 """BM25 over the corpus with bm25s (English stopwords, Snowball stemming)."""
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import bm25s
 import Stemmer
 
@@ -18,6 +21,12 @@ class BM25Retriever:
         tokens = bm25s.tokenize(corpus.texts, stopwords="en", stemmer=self.stemmer, show_progress=False)
         self.bm25 = bm25s.BM25()
         self.bm25.index(tokens, show_progress=False)
+
+    def sizes(self) -> tuple[int, int]:
+        """(parameters, index bytes as bm25s saves it)."""
+        with tempfile.TemporaryDirectory() as d:
+            self.bm25.save(d)
+            return 0, sum(f.stat().st_size for f in Path(d).rglob("*") if f.is_file())
 
     def search(self, queries: list[str], k: int) -> list[list[str]]:
         # Queries as token strings (not ids) so bm25s maps them through the corpus vocabulary.

@@ -176,3 +176,10 @@ class LMSliceRetriever:
 
     def search(self, queries: list[str], k: int) -> list[list[str]]:
         return self.index.search(self.encoder.encode_queries(queries, bf16=self.bf16), k)[1]
+
+    def sizes(self) -> tuple[int, int]:
+        """(the weights it runs: embeddings + layers 0..b, the FAISS index's bytes)."""
+        from imprag_bench.harness.costs import faiss_bytes, unique_params
+
+        hf = self.encoder.hf.model
+        return unique_params(hf.embed_tokens) + unique_params(hf.layers), faiss_bytes(self.index)

@@ -1,0 +1,218 @@
+"""The headline experiment as one resumable command (`imprag-bench reproduce --preset cpu`): train every trained
+system at one matched budget, evaluate every system on the same examples, and write paired statistics, the
+headline figure, costs, a manifest and the HTML report into one folder.
+
+Stages, each resumable (killed anywhere, the same command continues and ends with the same files):
+1. train: each trained system's preset at the preset's `budget` (presets/train/shared.yaml: the same data,
+   steps, batch, schedule, pseudo-labels, demonstrations, passage length) with its recipe -> <out>/train/<label>;
+2. eval: harness.runner.run over every system (trained ones by checkpoint), with `eval_options` given to every
+   system that accepts them -> <out>/preds, leaderboard.csv, groups.png, tasks.png;
+3. stats: harness.paired, the reference minus every other system per task and group -> paired.csv, headline.png;
+4. costs: parameters, index size, examples/s and per-example latency per system at the same settings -> costs.csv.
+Then manifest.json (commit, command, each system's resolved config and checkpoint digest, wall time per stage,
+machine) and report.html. Presets live in presets/reproduce/*.yaml.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from imprag_bench.harness.assets import log
+from imprag_bench.harness.errors import UserError
+from imprag_bench.harness.io import atomic_write_text
+
+STAGES = ("train", "eval", "stats", "costs")
+
+
+@dataclass
+class ReproducePreset:
+    """A headline experiment: the training budget, the evaluation, and the systems (untrained by `spec`,
+    trained by `train` + `recipe`)."""
+
+    name: str
+    budget: str
+    reference: str
+    run: dict
+    systems: list[dict]
+    eval_options: dict = field(default_factory=dict)
+    costs: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, name: str) -> "ReproducePreset":
+        folder = resources.files("imprag_bench.harness.presets").joinpath("reproduce")
+        known = sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            raise UserError(f"unknown reproduce preset {name!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+                            + f" (known: {', '.join(known)})")
+        data = yaml.safe_load(folder.joinpath(f"{name}.yaml").read_text()) or {}
+        allowed = {"budget", "reference", "run", "systems", "eval_options", "costs"}
+        if set(data) - allowed:
+            raise UserError(f"presets/reproduce/{name}.yaml: unknown keys {sorted(set(data) - allowed)}")
+        return cls(name=name, **data).validated()
+
+    def validated(self) -> "ReproducePreset":
+        from imprag_bench.harness.registry import SYSTEMS, TRAINERS
+
+        where = f"reproduce preset {self.name}"
+        labels = [s.get("label") for s in self.systems]
+        if None in labels or len(set(labels)) != len(labels):
+            raise UserError(f"{where}: every system needs a unique label (got {labels})")
+        for s in self.systems:
+            extra = set(s) - {"label", "spec", "train", "recipe", "set"}
+            if extra or ("spec" in s) == ("train" in s):
+                raise UserError(f"{where}: system {s['label']!r} needs exactly one of spec / train "
+                                f"(+ recipe, set){'; unknown keys ' + str(sorted(extra)) if extra else ''}")
+            if "train" in s:
+                TRAINERS.get(s["train"])
+                SYSTEMS.get(s["train"])
+        if self.reference not in labels:
+            raise UserError(f"{where}: reference {self.reference!r} is not one of the systems {labels}")
+        return self
+
+    def select(self, labels: list[str] | None) -> "ReproducePreset":
+        """The preset restricted to `labels` (the reference always stays)."""
+        if not labels:
+            return self
+        known = [s["label"] for s in self.systems]
+        bad = [x for x in labels if x not in known]
+        if bad:
+            raise UserError(f"--systems: unknown labels {bad} (this preset has: {', '.join(known)})")
+        keep = set(labels) | {self.reference}
+        return ReproducePreset(self.name, self.budget, self.reference, self.run,
+                               [s for s in self.systems if s["label"] in keep], self.eval_options, self.costs)
+
+
+class Manifest:
+    """manifest.json of a reproduce folder: read on start, so that wall times add up over resumed runs."""
+
+    def __init__(self, out: Path, preset: ReproducePreset, command: str):
+        self.path = out / "manifest.json"
+        old = json.loads(self.path.read_text()) if self.path.exists() else {}
+        from imprag_bench.harness.manifest import git_state, machine
+
+        self.data = {"preset": preset.name, "budget": preset.budget, "reference": preset.reference,
+                     "command": command, "commands_before": old.get("commands_before", [])
+                     + ([old["command"]] if old.get("command") and old["command"] != command else []),
+                     **git_state(), "machine": machine(), "wall_s": old.get("wall_s", {}),
+                     "systems": old.get("systems", {})}
+
+    def add_time(self, stage: str, seconds: float) -> None:
+        self.data["wall_s"][stage] = round(self.data["wall_s"].get(stage, 0.0) + seconds, 1)
+        self.save()
+
+    def save(self) -> None:
+        atomic_write_text(self.path, json.dumps(self.data, indent=1, sort_keys=True, default=str))
+
+
+def train_all(preset: ReproducePreset, out: Path, train_set: list[str], manifest: Manifest) -> dict[str, Path]:
+    """Stage 1: each trained system at the budget (resumes from its checkpoint); label -> checkpoint folder."""
+    from imprag_bench.harness.manifest import folder_sha256
+    from imprag_bench.harness.registry import TRAINERS
+
+    checkpoints = {}
+    for s in (s for s in preset.systems if "train" in s):
+        trainer = TRAINERS.get(s["train"])
+        cfg = trainer.config(preset.budget, [*s.get("set", []), *train_set], str(out / "train" / s["label"]),
+                             s.get("recipe"))
+        t0 = time.perf_counter()
+        log(f"reproduce: training {s['label']} ({s['train']}, budget {cfg.preset}, recipe {cfg.recipe})")
+        ck = Path(trainer.run(cfg))
+        manifest.add_time(f"train:{s['label']}", time.perf_counter() - t0)
+        checkpoints[s["label"]] = ck
+        manifest.data["systems"][s["label"]] = {"trainer": s["train"], "recipe": cfg.recipe,
+                                                "additions": cfg.additions, "train_config": cfg.to_dict(),
+                                                "checkpoint": str(ck), "checkpoint_sha256": folder_sha256(ck)}
+        manifest.save()
+    return checkpoints
+
+
+def system_entries(preset: ReproducePreset, checkpoints: dict[str, Path], device: str) -> list[dict]:
+    """The runner's system mappings: each spec (or trained checkpoint) with its label and the eval options the
+    system declares (e.g. the same passage budget for every reader)."""
+    from imprag_bench.harness.config import SystemSpec
+    from imprag_bench.harness.hardware import native_bf16
+    from imprag_bench.harness.registry import SYSTEMS
+
+    entries = []
+    for s in preset.systems:
+        if "spec" in s:
+            parsed = SystemSpec.parse(s["spec"])
+            name, opts = parsed.name, dict(parsed.options)
+        else:
+            name, opts = s["train"], {"checkpoint": str(checkpoints[s["label"]])}
+        declared = getattr(SYSTEMS.get(name), "options", None) or {}
+        for key, value in preset.eval_options.items():
+            if key in declared and key not in opts:
+                opts[key] = native_bf16(device) if (key == "bf16" and value == "auto") else value
+        entries.append({"name": name, **opts, "label": s["label"]})
+    return entries
+
+
+def run_config(preset: ReproducePreset, out: Path, entries: list[dict], run_set: list[str]) -> dict:
+    """The evaluation's run config: the base run preset, the reproduce preset's settings, then `--run-set`."""
+    from imprag_bench.harness.config import load_preset
+
+    settings = dict(preset.run)
+    cfg = load_preset(settings.pop("preset", "quick"))
+    cfg.update(settings)
+    for item in run_set:
+        key, eq, value = item.partition("=")
+        if not eq or key not in cfg or key in ("systems", "out"):
+            raise UserError(f"--run-set {item!r}: expected key=value with a run setting "
+                            f"({', '.join(sorted(k for k in cfg if k not in ('systems', 'out')))})")
+        cfg[key] = yaml.safe_load(value)
+    cfg["systems"], cfg["out"] = entries, str(out)
+    return cfg
+
+
+def stats(preset: ReproducePreset, out: Path) -> None:
+    """Stage 3: paired.csv (the reference minus every other system, per task and group) and headline.png."""
+    import pandas as pd
+
+    from imprag_bench.harness import paired, plots, report
+
+    records = report.read_records(sorted((out / "preds").glob("*/*.jsonl")))
+    others = sorted({r["system"] for r in records} - {preset.reference})
+    table = paired.paired_table(records, reference=preset.reference, baselines=others)
+    paired.write_csv(table, out / "paired.csv")
+    plots.plot_headline(pd.read_csv(out / "leaderboard.csv"), pd.read_csv(out / "paired.csv"), out / "headline.png")
+
+
+def reproduce(preset_name: str, out: str | Path, command: str, systems: list[str] | None = None,
+              train_set: list[str] | None = None, run_set: list[str] | None = None, costs: bool = True) -> Path:
+    """Run (or continue) the headline experiment into `out`; returns the folder."""
+    from imprag_bench.harness import report_html, runner
+
+    preset = ReproducePreset.load(preset_name).select(systems)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = Manifest(out, preset, command)
+    manifest.save()
+    cfg = run_config(preset, out, [], list(run_set or []))  # checked before any training
+    checkpoints = train_all(preset, out, list(train_set or []), manifest)
+    entries = cfg["systems"] = system_entries(preset, checkpoints, str(cfg.get("device") or "cpu"))
+    for label, entry in ((e["label"], e) for e in entries):
+        manifest.data["systems"].setdefault(label, {})["eval_spec"] = entry
+    manifest.data["run_config"] = {k: v for k, v in cfg.items() if k != "systems"}
+    t0 = time.perf_counter()
+    runner.run(cfg)
+    manifest.add_time("eval", time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    stats(preset, out)
+    manifest.add_time("stats", time.perf_counter() - t0)
+    if costs and preset.costs:
+        from imprag_bench.harness.costs import measure_costs
+
+        t0 = time.perf_counter()
+        measure_costs(cfg, entries, out / "costs.csv", **preset.costs)
+        manifest.add_time("costs", time.perf_counter() - t0)
+    report_html.write_report(out)
+    log(f"reproduce: {out} (leaderboard.csv, paired.csv, headline.png, costs.csv, manifest.json, report.html)")
+    return out
