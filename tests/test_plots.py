@@ -11,7 +11,8 @@ from matplotlib.figure import Figure
 
 from imprag_bench.harness.errors import UserError
 from imprag_bench.harness.paired import paired_table
-from imprag_bench.harness.plots import family, family_styles, headline_figure, plot_headline, system_order
+from imprag_bench.harness.plots import (family, family_styles, headline_figure, plot_headline, system_order,
+                                       tasks_figure)
 from imprag_bench.harness.report import leaderboard
 
 SYSTEMS = ["closed-book", "bm25", "bm25:query=oracle", "dense", "dense:query=oracle,encoder=minilm", "ra-it",
@@ -144,3 +145,12 @@ def test_groups_layout_and_baseline_choice(tables):
     two = pd.concat([paired, paired.assign(reference="x")])
     with pytest.raises(UserError, match="name one"):
         headline_figure(board, two)
+
+
+def test_tasks_layout(tables):
+    board, _ = tables
+    fig = tasks_figure(board)
+    assert _problems(fig) == []
+    assert len(fig.axes) == 4 * 4 and fig.axes[0].get_title() == "nq (seen)"
+    fever_recall = [ax for ax in fig.axes if ax.get_title() == "fever (unseen-format)"][1]
+    assert {t.get_text() for t in fever_recall.texts} == {"n/a"}

@@ -3,7 +3,7 @@
 `plot_headline` is the headline figure: per task group (columns: seen, unseen-qa, unseen-format, all), a dot
 plot of every system's EM and recall with 95% intervals, then the paired deltas of the reference system
 against each baseline with their intervals, a zero line and the significant ones filled. `plot_groups` is
-its first two rows (no paired table needed); `plot_tasks` breaks scores down per task as grouped bars.
+its first two rows (no paired table needed); `plot_tasks` draws the same dot rows per task.
 
 Legible at 10+ systems: one row per system (horizontal dots and whiskers, never stacked bars), values
 written in a column in each panel's right margin (one per row, so they cannot collide), constrained layout
@@ -33,46 +33,11 @@ from imprag_bench.harness.errors import UserError  # noqa: E402
 from imprag_bench.harness.io import atomic_write  # noqa: E402
 
 GROUP_ORDER = ("seen", "unseen-qa", "unseen-format", "all")
-METRICS = (("em", "Exact match (%)"), ("recall", "Retrieval recall (%)"))
 
 
 def _save(fig: Figure, out_png: str | os.PathLike) -> Path:
     """Render atomically (imprag_bench.harness.io): readers never see half a PNG."""
     return atomic_write(out_png, lambda f: fig.savefig(f, format="png", dpi=150, bbox_inches="tight"), binary=True)
-
-
-def _bars(ax, table: pd.DataFrame, xkeys: list[str], xcol: str, metric: str, label_values: bool) -> None:
-    """Grouped bars: x positions are `xkeys` (values of `xcol`), one bar per system, CI error bars."""
-    systems = system_order(table["system"])
-    width = 0.8 / max(1, len(systems))
-    x = np.arange(len(xkeys))
-    styles = family_styles(systems)
-    top = 0.0
-    for i, system in enumerate(systems):
-        sub = table[table["system"] == system].set_index(xcol)
-        vals = np.array([sub[metric].get(k, math.nan) for k in xkeys], dtype=float)
-        lo = np.array([sub[f"{metric}_lo"].get(k, math.nan) for k in xkeys], dtype=float)
-        hi = np.array([sub[f"{metric}_hi"].get(k, math.nan) for k in xkeys], dtype=float)
-        ok = np.isfinite(vals)
-        err = np.vstack([np.nan_to_num(vals - lo), np.nan_to_num(hi - vals)])[:, ok]
-        pos = x[ok] - 0.4 + width * (i + 0.5)
-        bars = ax.bar(pos, vals[ok], width, yerr=err, capsize=3, color=styles[system][0],
-                      label=system if metric == "em" else None, error_kw={"elinewidth": 1})
-        if label_values and ok.any():
-            ax.bar_label(bars, fmt="%.1f", label_type="center", fontsize=7, color="white")
-        top = max(top, np.nanmax(np.append(hi[ok], vals[ok])) if ok.any() else 0.0)
-    for j, k in enumerate(xkeys):
-        if not table[table[xcol] == k][metric].notna().any():
-            ax.text(x[j], 1, "n/a", ha="center", va="bottom", fontsize=8, color="0.4")
-    ax.set_ylim(0, min(100.0, max(5.0, top * 1.15)))
-    ax.set_xticks(x)
-    ax.grid(axis="y", alpha=0.3)
-    ax.set_axisbelow(True)
-
-
-def _legend(fig: Figure, axes) -> None:
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 5), frameon=False)
 
 
 def plot_groups(df: pd.DataFrame, out_png: str | os.PathLike) -> Path:
@@ -81,26 +46,10 @@ def plot_groups(df: pd.DataFrame, out_png: str | os.PathLike) -> Path:
     return plot_headline(df, None, out_png)
 
 
-def plot_tasks(df: pd.DataFrame, out_png: str | os.PathLike) -> Path:
-    """Per-task figure: EM (top) and recall (bottom) for every task row, one bar per system.
-
-    Tasks with no recall (FEVER) show "n/a" instead of a recall bar. Returns the path written.
-    """
-    rows = df[~df["task"].astype(str).str.startswith("ALL:")]
-    if rows.empty:
-        raise UserError("leaderboard has no per-task rows to plot")
-    tasks = list(dict.fromkeys(rows["task"]))
-    group_of = dict(zip(rows["task"], rows["group"]))
-    n_sys = rows["system"].nunique()
-    fig = Figure(figsize=(max(8.0, 0.5 * len(tasks) * max(2, n_sys) + 2), 7.5), layout="constrained")
-    axes = fig.subplots(2, 1)
-    for ax, (metric, title) in zip(axes, METRICS):
-        _bars(ax, rows, tasks, "task", metric, label_values=False)
-        ax.set_xticklabels([f"{t}\n({group_of[t]})" for t in tasks], fontsize=8)
-        ax.set_ylabel(title)
-    fig.suptitle("Per-task scores (95% bootstrap CI)")
-    _legend(fig, axes)
-    return _save(fig, out_png)
+def plot_tasks(df: pd.DataFrame, out_png: str | os.PathLike, per_row: int = 4) -> Path:
+    """Per-task figure: EM then recall for every task row, `per_row` tasks per row of panels, one dot row per
+    system with its 95% interval (tasks without recall, e.g. FEVER, read "n/a"). Returns the path written."""
+    return _save(tasks_figure(df, per_row), out_png)
 
 
 # --- system families, colours, the headline dot plot ---
@@ -194,10 +143,10 @@ def _dot_row(axes, items: list[str], values: dict, styles: dict, xlim: tuple[flo
             ax.axvline(0.0, color="0.3", lw=0.8, zorder=1)
 
 
-def _score_values(rows: pd.DataFrame, metric: str, groups: list[str]) -> list[dict]:
+def _score_values(rows: pd.DataFrame, metric: str, keys: list[str], col: str = "group") -> list[dict]:
     out = []
-    for g in groups:
-        sub = rows[rows["group"] == g]
+    for g in keys:
+        sub = rows[rows[col] == g]
         out.append({s: (float(v), float(lo), float(hi), None) for s, v, lo, hi in
                     zip(sub["system"], sub[metric], sub[f"{metric}_lo"], sub[f"{metric}_hi"]) if pd.notna(v)})
     return out
@@ -271,6 +220,35 @@ def headline_figure(df: pd.DataFrame, paired: pd.DataFrame | None = None, refere
         notes.append("deltas: paired bootstrap; filled / * = interval excludes 0")
     fig.suptitle("Seen vs unseen tasks", fontsize=11)
     fig.supxlabel("; ".join(notes), fontsize=8)
+    return fig
+
+
+def tasks_figure(df: pd.DataFrame, per_row: int = 4, families: Sequence[str] = FAMILIES) -> Figure:
+    """The per-task Figure (see plot_tasks); returned unsaved so tests can measure its layout."""
+    rows = df[~df["task"].astype(str).str.startswith("ALL:")]
+    if rows.empty:
+        raise UserError("leaderboard has no per-task rows to plot")
+    tasks = list(dict.fromkeys(rows["task"]))
+    group_of = dict(zip(rows["task"], rows["group"]))
+    systems = system_order(rows["system"], families)
+    styles = family_styles(systems, families)
+    chunks = [tasks[i:i + per_row] for i in range(0, len(tasks), per_row)]
+    ncols = min(per_row, len(tasks))
+    fig = Figure(figsize=(2.2 + 3.0 * ncols, (0.26 * (len(systems) + 2.6)) * 2 * len(chunks) + 1.0),
+                 layout="constrained")
+    axes = np.atleast_2d(fig.subplots(2 * len(chunks), ncols))
+    for m, (metric, label) in enumerate((("em", "EM"), ("recall", "recall"))):
+        values = _score_values(rows, metric, tasks, col="task")
+        xlim = _limits(values, zero=False)
+        for c, chunk in enumerate(chunks):
+            r = m * len(chunks) + c
+            vals = values[c * per_row:c * per_row + len(chunk)]
+            _dot_row(axes[r][:len(chunk)], systems, vals, styles, xlim, "%.1f", label, f"{label} (%)", False)
+            for ax, t in zip(axes[r], chunk):
+                ax.set_title(f"{t} ({group_of[t]})", fontsize=9)
+            for ax in axes[r][len(chunk):]:
+                ax.set_axis_off()
+    fig.suptitle("Per-task scores (95% bootstrap intervals)", fontsize=11)
     return fig
 
 
