@@ -2,7 +2,8 @@
 
 Options (from the preset or `name:key=value` on the command line): `k` passages read (default 5),
 `query` template (`prompt` = the whole prompt, the paper's protocol; `oracle` = the task's hand-designed
-query), `encoder` for the dense retriever (`minilm` offline, `facebook/contriever-msmarco` on the hub).
+query), `encoder` for the dense retriever (`minilm` offline, `facebook/contriever-msmarco` on the hub), `bf16`
+for the dense encoder's autocast (auto = where native, true, false; imprag_bench.harness.hardware).
 """
 from __future__ import annotations
 
@@ -101,5 +102,5 @@ def dense(options: dict) -> RetrieveRead:
 
     def make(corpus, ctx):
         return DenseRetriever(corpus, ctx.cache_dir, encoder=options.get("encoder", "minilm"),
-                              factory=options.get("index", "Flat"))
+                              factory=options.get("index", "Flat"), bf16=options.get("bf16", "auto"))
     return RetrieveRead({"label": "dense", **options}, make)

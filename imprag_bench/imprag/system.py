@@ -4,8 +4,9 @@ its middle layers read the retrieved passages as KV. There is no query text (Pre
 Options (preset / `imprag:key=value`): model (default smollm2-135m) or checkpoint (an ImpRAG folder; an
 `imprag_config.json` in it supplies b/t/l_max/passage_encoding unless given), k (5), b, t (default
 `imprag_bench.imprag.model.default_layer_groups`), l_max (128), passage_encoding (concat), read_top_layers (false),
-batch_size (8), max_new_tokens (16), bf16 (false: bf16 autocast for the index build only), index (FAISS
-factory, Flat), device (cpu).
+batch_size (8), max_new_tokens (16), bf16 (bf16 autocast for the index build only: auto (default) = where
+the device computes bf16 natively, true, false; the resolved bool is in the index binding and `self.bf16`),
+index (FAISS factory, Flat), device (cpu).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import torch
 from imprag_bench.harness import lm as hlm
 from imprag_bench.harness.assets import log, sha256_file
 from imprag_bench.harness.corpus import Corpus
+from imprag_bench.harness.hardware import use_bf16
 from imprag_bench.harness.index import build_index
 from imprag_bench.harness.options import Option, declare
 from imprag_bench.harness.prompting import lm_input
@@ -84,7 +86,8 @@ class ImpRAGSystem:
         if corpus is None:
             log(f"{self.name}: no corpus, answering closed-book")
             return
-        cfg, bf16 = self.model.cfg, bool(ctx.opt("bf16", False))
+        cfg, bf16 = self.model.cfg, use_bf16(ctx.opt("bf16", "auto"), ctx.opt("device", "cpu"))
+        self.bf16 = bf16
         digest = weights_digest(hf, name)
         binding = {"kind": "imprag-key", "model": digest, "b": self.model.b, "l_max": cfg.l_max,
                    "corpus": corpus.digest(), "pooling": "k_proj pre-RoPE, last token", "bf16": bf16}
