@@ -83,10 +83,10 @@ def test_hostile_text_cannot_close_the_script_tag(built):
 def test_paired_and_manifest_shown_only_when_present(tmp_path, built):
     assert _data(built[2])["paired"] is None and _data(built[2])["manifest"] is None
     run = write_run(tmp_path / "run")
-    (run / "paired.csv").write_text("baseline,group_or_task,metric,delta,lo,hi\nbm25,ALL:seen,em,12.5,2.0,20.0\n")
+    (run / "paired.csv").write_text("baseline,scope,metric,delta,lo,hi\nbm25,ALL:seen,em,12.5,2.0,20.0\n")
     (run / "manifest.json").write_text(json.dumps({"command": "imprag-bench headline --x", "git": "abc"}))
     d = collect(run)
-    assert d["paired"] == [{"baseline": "bm25", "group_or_task": "ALL:seen", "metric": "em", "delta": 12.5,
+    assert d["paired"] == [{"baseline": "bm25", "scope": "ALL:seen", "metric": "em", "delta": 12.5,
                             "lo": 2.0, "hi": 20.0}]
     assert d["manifest"]["git"] == "abc"
     assert d["command"] == "imprag-bench headline --x" and d["command_source"] == "manifest.json"

@@ -49,8 +49,6 @@ class RATrainConfig(SharedTrainConfig):
     """The RA baselines' own training settings (presets/train/ra.yaml) on top of the shared budget."""
 
     encoder: str | None = None  # RA-IT / RA-DIT dense retriever; None: the shared pseudo-labeller `retriever`
-    retriever_steps: int | None = None  # retriever stage (RA-DIT, RA-DIT-Llama); None: the shared steps
-    retriever_batch_size: int | None = None  # None: the shared batch_size
     retriever_lr: float = 1e-5  # dense encoders; the LM-slice retriever uses `slice_lr`
     slice_lr: float | None = None  # None: the shared lr
     inbatch: bool = True  # in-batch negatives in P_R (P_T = 0 for them, see baselines.ra_objectives)

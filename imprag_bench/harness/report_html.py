@@ -29,7 +29,8 @@ from imprag_bench.harness.io import atomic_write_text
 from imprag_bench.harness.report_svg import group_chart
 
 LEADERBOARD_COLUMNS = ("system", "task", "em", "em_lo", "em_hi", "recall", "recall_lo", "recall_hi")
-PAIRED_COLUMNS = ("baseline", "group_or_task", "metric", "delta", "lo", "hi")
+PAIRED_COLUMNS = ("baseline", "scope", "metric", "delta", "lo", "hi")  # harness.paired's table
+PAIRED_SHOWN = ("reference", "baseline", "scope", "metric", "n", "ref", "other", "delta", "lo", "hi", "significant")
 SAME_AS_PROMPT = 1  # the stored "query" of an example whose explicit query is its prompt
 
 
@@ -161,6 +162,8 @@ def collect(run_dir: str | Path, passages: bool = True, corpus=None) -> dict:
         raise UserError(f"{lb_path}: missing; write it with `imprag-bench leaderboard {run_dir} --out {lb_path}`")
     leaderboard = _read_csv(lb_path, LEADERBOARD_COLUMNS)
     paired = _read_csv(run_dir / "paired.csv", PAIRED_COLUMNS) if (run_dir / "paired.csv").is_file() else None
+    if paired is not None:
+        paired = [{k: row[k] for k in PAIRED_SHOWN if k in row} for row in paired]
     manifest = _read_json(run_dir / "manifest.json") if (run_dir / "manifest.json").is_file() else None
 
     systems = sorted({r["system"] for r in records} | {r["system"] for r in leaderboard})

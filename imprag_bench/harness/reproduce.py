@@ -116,11 +116,13 @@ def train_all(preset: ReproducePreset, out: Path, train_set: list[str], manifest
     from imprag_bench.harness.manifest import folder_sha256
     from imprag_bench.harness.registry import TRAINERS
 
+    trained = [s for s in preset.systems if "train" in s]
+    configs = [TRAINERS.get(s["train"]).config(preset.budget, [*s.get("set", []), *train_set],
+                                               str(out / "train" / s["label"]), s.get("recipe"))
+               for s in trained]  # every config is checked before anything trains
     checkpoints = {}
-    for s in (s for s in preset.systems if "train" in s):
+    for s, cfg in zip(trained, configs):
         trainer = TRAINERS.get(s["train"])
-        cfg = trainer.config(preset.budget, [*s.get("set", []), *train_set], str(out / "train" / s["label"]),
-                             s.get("recipe"))
         t0 = time.perf_counter()
         log(f"reproduce: training {s['label']} ({s['train']}, budget {cfg.preset}, recipe {cfg.recipe})")
         ck = Path(trainer.run(cfg))
@@ -182,7 +184,8 @@ def stats(preset: ReproducePreset, out: Path) -> None:
     others = sorted({r["system"] for r in records} - {preset.reference})
     table = paired.paired_table(records, reference=preset.reference, baselines=others)
     paired.write_csv(table, out / "paired.csv")
-    plots.plot_headline(pd.read_csv(out / "leaderboard.csv"), pd.read_csv(out / "paired.csv"), out / "headline.png")
+    plots.plot_headline(pd.read_csv(out / "leaderboard.csv"), pd.read_csv(out / "paired.csv"), out / "headline.png",
+                        reference=preset.reference)
 
 
 def reproduce(preset_name: str, out: str | Path, command: str, systems: list[str] | None = None,

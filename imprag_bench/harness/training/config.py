@@ -152,6 +152,8 @@ class SharedTrainConfig(ConfigBase):
     grad_clip: float = 1.0
     lr_warmup: float = 0.05
     warmup_share: float = 0.3  # share of retriever steps with the NCE warmup (paper: 3 of 10 epochs)
+    retriever_steps: int | None = None  # a separate retriever stage's steps (RA-DIT, RA-DIT-Llama); None: steps
+    retriever_batch_size: int | None = None  # its batch; None: batch_size
     tau_t: float = 1.0
     ckpt_every: int = 200
     stop_after: int | None = None
