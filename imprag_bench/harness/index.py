@@ -107,6 +107,11 @@ def _make_faiss(paths: list[Path], n: int, factory: str, seed: int, n_train: int
         sample = _train_sample(paths, n, n_train, seed)
         index.train(sample)
         del sample
+    if isinstance(index, faiss.IndexFlatCodes):
+        # reserve the final size once (resize up, then back to 0 keeps the capacity): appending shard by
+        # shard would otherwise reallocate the growing buffer, briefly holding old + new copies
+        index.codes.resize(n * index.code_size)
+        index.codes.resize(0)
     bar = tqdm(total=n, desc=f"{desc}: adding to {factory}", unit="passage", dynamic_ncols=True)
     for path in paths:
         mm = np.load(path, mmap_mode="r")
