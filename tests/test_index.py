@@ -45,3 +45,34 @@ def test_mismatched_binding_is_refused(tmp_path):
         load_index(tmp_path, {"model": "a", "b": 8})
     with pytest.raises(UserError, match="no index manifest"):
         load_index(tmp_path / "missing", {})
+
+
+def test_streaming_build_equals_in_memory_build_and_calls_encode_in_chunks(tmp_path):
+    """The shard-by-shard build (memmapped sample, shards added one at a time) gives the index the
+    in-RAM recipe gives: train on the seeded sorted sample of all vectors, then add them all at once."""
+    import faiss
+
+    v = _vectors(700, 16)
+    ids = [f"p{i}" for i in range(len(v))]
+    calls = []
+    ix = build_index(tmp_path, ids, lambda s, e: (calls.append(e - s), v[s:e])[1], {"model": "m"},
+                     factory="IVF4,PQ4x4", shard_size=128, chunk=50, n_train=300)
+    assert max(calls) == 50 and sum(calls) == len(v)  # the progress bar moves per call
+    ref = faiss.index_factory(16, "IVF4,PQ4x4", faiss.METRIC_INNER_PRODUCT)
+    ref.train(v[np.sort(np.random.default_rng(0).choice(len(v), 300, replace=False))])
+    ref.add(v)
+    assert faiss.serialize_index(ix.index).tobytes() == faiss.serialize_index(ref).tobytes()
+
+
+def test_rank_helpers_outside_torchrun(monkeypatch):
+    from imprag_bench.harness import dist
+
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    assert dist.rank_world() == (0, 1) and dist.is_main() and dist.any_rank(True) and not dist.any_rank(False)
+    dist.barrier()  # a no-op: no process group is started
+    assert dist.rank_device("cuda") == "cuda"
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert dist.rank_world() == (3, 4) and dist.rank_device("cuda") == "cuda:1" and dist.rank_device("cpu") == "cpu"

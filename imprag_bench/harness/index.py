@@ -5,6 +5,11 @@ build resumes at the first missing shard), then builds a FAISS index (flat inner
 `faiss.index_factory` string such as "IVF256,PQ16" by option) and writes a manifest. The manifest's
 `binding` records what the vectors depend on (model checkpoint digest, layer, corpus digest, pooling...);
 `load_index` refuses an index whose binding differs from what the caller expects, naming the fields.
+
+Memory: shards are written through a memmap a chunk of passages at a time, and the FAISS index is trained
+on a bounded sample and filled shard by shard from memmaps, so a build never holds the corpus's vectors in
+RAM beyond what the index itself stores. Under torchrun the shards are split across ranks (see
+`build_index` and docs/scale-out.md).
 """
 from __future__ import annotations
 
@@ -16,14 +21,12 @@ from typing import Callable
 import numpy as np
 from tqdm.auto import tqdm
 
+from imprag_bench.harness import dist
 from imprag_bench.harness.errors import UserError
-from imprag_bench.harness.io import atomic_write, atomic_write_bytes
+from imprag_bench.harness.io import atomic_write_bytes
 
 MANIFEST = "manifest.json"
 
-
-def _save_npy(path: Path, arr: np.ndarray) -> None:
-    atomic_write(path, lambda f: np.save(f, arr), binary=True)
 
 
 class VectorIndex:
@@ -48,61 +51,137 @@ class VectorIndex:
         return scores, [[self.ids[j] for j in row if j >= 0] for row in idx]
 
 
-def _make_faiss(vectors: np.ndarray, factory: str, seed: int):
+def _shard_path(out: Path, s: int) -> Path:
+    return out / f"shard_{s:05d}.npy"
+
+
+def _encode_shard(path: Path, start: int, end: int, encode, chunk: int, bar) -> None:
+    """Encode passages [start, end) in calls of `chunk` passages, each written straight into a memmapped
+    .npy beside `path` (only one chunk is ever in RAM), then renamed onto `path` (atomic: a killed build
+    leaves no half shard). The bar moves after every call, so it moves every few seconds on any corpus."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    mm = None
+    for s in range(start, end, chunk):
+        e = min(end, s + chunk)
+        vecs = np.ascontiguousarray(encode(s, e), dtype=np.float32)
+        if vecs.ndim != 2 or vecs.shape[0] != e - s:
+            raise RuntimeError(f"encoder returned {vecs.shape[0]} vectors for {e - s} passages")
+        if mm is None:
+            mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(end - start, vecs.shape[1]))
+        elif vecs.shape[1] != mm.shape[1]:
+            raise RuntimeError(f"encoder returned {vecs.shape[1]}-d vectors after {mm.shape[1]}-d ones")
+        mm[s - start:e - start] = vecs
+        bar.update(e - s)
+    mm.flush()
+    del mm
+    os.replace(tmp, path)
+
+
+def _train_sample(paths: list[Path], n: int, n_train: int, seed: int) -> np.ndarray:
+    """The seeded training sample (sorted row numbers over the whole corpus), gathered shard by shard
+    from memmaps: RAM holds the sample only, never the corpus's vectors."""
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(n, min(n, n_train), replace=False))
+    sample, lo, filled = None, 0, 0
+    for path in paths:
+        mm = np.load(path, mmap_mode="r")
+        hi = lo + mm.shape[0]
+        rows = pick[(pick >= lo) & (pick < hi)] - lo
+        if sample is None:
+            sample = np.empty((len(pick), mm.shape[1]), dtype=np.float32)
+        sample[filled:filled + len(rows)] = mm[rows]
+        filled += len(rows)
+        lo = hi
+        del mm
+    return sample
+
+
+def _make_faiss(paths: list[Path], n: int, factory: str, seed: int, n_train: int, desc: str):
+    """Train (if the factory needs it) on a seeded sample, then add every shard in order, one memmapped
+    shard at a time. Peak RAM: the index itself + the training sample + one shard."""
     import faiss
 
-    d = vectors.shape[1]
+    d = np.load(paths[0], mmap_mode="r").shape[1]
     index = faiss.index_factory(d, factory, faiss.METRIC_INNER_PRODUCT)
     if not index.is_trained:
-        rng = np.random.default_rng(seed)
-        n_train = min(len(vectors), 500_000)  # the paper trained its PQ codec on 500k passages
-        index.train(vectors[np.sort(rng.choice(len(vectors), n_train, replace=False))])
-    index.add(vectors)
+        sample = _train_sample(paths, n, n_train, seed)
+        index.train(sample)
+        del sample
+    if isinstance(index, faiss.IndexFlatCodes):
+        # reserve the final size once (resize up, then back to 0 keeps the capacity): appending shard by
+        # shard would otherwise reallocate the growing buffer, briefly holding old + new copies
+        index.codes.resize(n * index.code_size)
+        index.codes.resize(0)
+    bar = tqdm(total=n, desc=f"{desc}: adding to {factory}", unit="passage", dynamic_ncols=True)
+    for path in paths:
+        mm = np.load(path, mmap_mode="r")
+        index.add(np.ascontiguousarray(mm))
+        bar.update(mm.shape[0])
+        del mm
+    bar.close()
     return index
 
 
 def build_index(out_dir: str | Path, ids: list[str], encode: Callable[[int, int], np.ndarray],
                 binding: dict, factory: str = "Flat", shard_size: int = 8192, desc: str = "indexing",
-                seed: int = 0) -> VectorIndex:
-    """Encode passages [0, len(ids)) shard by shard via `encode(start, end) -> float32 [end-start, d]`,
-    then build and save the FAISS index with its manifest. Resumes from completed shards whose binding
-    matches; an existing complete index with the same binding is loaded instead of rebuilt."""
+                seed: int = 0, chunk: int = 64, n_train: int = 500_000) -> VectorIndex:
+    """Encode passages [0, len(ids)) shard by shard via `encode(start, end) -> float32 [end-start, d]`
+    (called on at most `chunk` passages at a time), then build and save the FAISS index with its manifest.
+    Resumes from completed shards whose settings match; an existing complete index with the same binding,
+    factory and ids is loaded instead of rebuilt.
+
+    Under torchrun every rank calls this with the same arguments: shard s is encoded by rank s % world;
+    after a barrier rank 0 trains the index (on a seeded sample of at most `n_train` vectors; the paper
+    trained its PQ codec on 500k) and adds the shards in order, then writes the manifest; the other ranks
+    wait and load it. The shards, and so the index, equal a one-process build's."""
     import faiss
 
+    rank, size = dist.rank_world()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     full = {"binding": binding, "n": len(ids), "factory": factory, "shard_size": shard_size}
+    ready = None
     if (out / MANIFEST).exists():
         try:
-            return load_index(out, binding)
+            ready = load_index(out, binding)
+            if ready.manifest.get("factory") != factory or ready.ids != list(ids):
+                ready = None
         except UserError:
-            pass  # different binding or factory: rebuild below
+            pass  # different binding: rebuild below
+    if not dist.any_rank(ready is None):  # collective: nobody changes the folder before every rank looked
+        return ready
     progress = out / "progress.json"
-    if progress.exists() and json.loads(progress.read_text()) != full:
-        for p in out.glob("shard_*.npy"):
-            p.unlink()
-    atomic_write_bytes(progress, json.dumps(full, sort_keys=True).encode())
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        if progress.exists() and json.loads(progress.read_text()) != full:
+            for p in out.glob("shard_*.npy"):
+                p.unlink()
+        atomic_write_bytes(progress, json.dumps(full, sort_keys=True).encode())
+    dist.barrier()
     n_shards = (len(ids) + shard_size - 1) // shard_size
-    bar = tqdm(total=len(ids), desc=desc, unit="passage", dynamic_ncols=True)
-    for s in range(n_shards):
-        start, end = s * shard_size, min(len(ids), (s + 1) * shard_size)
-        path = out / f"shard_{s:05d}.npy"
-        if not path.exists():
-            vecs = np.ascontiguousarray(encode(start, end), dtype=np.float32)
-            if vecs.shape[0] != end - start:
-                raise RuntimeError(f"encoder returned {vecs.shape[0]} vectors for {end - start} passages")
-            _save_npy(path, vecs)
-        bar.update(end - start)
+    spans = [(s * shard_size, min(len(ids), (s + 1) * shard_size)) for s in range(n_shards)]
+    mine = [s for s in range(n_shards) if s % size == rank]
+    bar = tqdm(total=sum(e - b for b, e in (spans[s] for s in mine)),
+               desc=desc if size == 1 else f"{desc} (rank {rank}/{size})", unit="passage", dynamic_ncols=True)
+    for s in mine:
+        path = _shard_path(out, s)
+        if path.exists():
+            bar.update(spans[s][1] - spans[s][0])
+        else:
+            _encode_shard(path, *spans[s], encode, chunk, bar)
     bar.close()
-    vectors = np.concatenate([np.load(out / f"shard_{s:05d}.npy") for s in range(n_shards)])
-    index = _make_faiss(vectors, factory, seed)
-    tmp = out / ".index.faiss.tmp"
-    faiss.write_index(index, str(tmp))
-    os.replace(tmp, out / "index.faiss")
-    atomic_write_bytes(out / "ids.txt", "\n".join(ids).encode())
-    manifest = {**full, "dim": int(vectors.shape[1])}
-    atomic_write_bytes(out / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
-    return VectorIndex(index, list(ids), manifest)
+    dist.barrier()
+    if rank == 0:
+        index = _make_faiss([_shard_path(out, s) for s in range(n_shards)], len(ids), factory, seed, n_train, desc)
+        tmp = out / ".index.faiss.tmp"
+        faiss.write_index(index, str(tmp))
+        os.replace(tmp, out / "index.faiss")
+        atomic_write_bytes(out / "ids.txt", "\n".join(ids).encode())
+        manifest = {**full, "dim": int(index.d)}
+        atomic_write_bytes(out / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
+    dist.barrier()
+    if rank == 0:
+        return VectorIndex(index, list(ids), manifest)
+    return load_index(out, binding)
 
 
 def load_index(out_dir: str | Path, binding: dict) -> VectorIndex:

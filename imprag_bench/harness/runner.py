@@ -8,6 +8,12 @@ Layout of a run folder:
 Each batch's lines are appended and flushed together; a run killed mid-batch leaves at most one partial
 line, which the resume drops. A resumed run skips the examples already written, so finishing an
 interrupted run gives the same files as an uninterrupted one (systems are deterministic).
+
+Under torchrun every rank loads and validates the same inputs; each rank answers every world_size-th batch
+of a (system, task)'s remaining examples (the same batches a one-process run makes) into its own part file
+preds/<system>/<task>.rank<r>.jsonl (resumed like the main file). After a barrier rank 0 merges the parts in
+the examples' order into preds/<system>/<task>.jsonl (byte-identical to a one-process run's), removes them
+and writes the leaderboard.
 """
 from __future__ import annotations
 
@@ -18,13 +24,13 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from imprag_bench.harness import metrics, report
+from imprag_bench.harness import dist, metrics, report
 from imprag_bench.harness.assets import cache_root, log
 from imprag_bench.harness.config import PREDICTION_KEYS, SystemSpec
 from imprag_bench.harness.errors import UserError
-from imprag_bench.harness.io import atomic_write_text
-from imprag_bench.harness.prompting import load_demos
+from imprag_bench.harness.io import atomic_write, atomic_write_text
 from imprag_bench.harness.options import validate, validate_run
+from imprag_bench.harness.prompting import load_demos
 from imprag_bench.harness.records import Example
 from imprag_bench.harness.registry import SYSTEMS, TASKS
 from imprag_bench.harness.system import RunContext
@@ -47,8 +53,9 @@ def resolve_task(name: str, cfg: dict):
     return TASKS.get(name), cfg["source"]
 
 
-def read_done(path: Path) -> dict[str, dict]:
-    """Records already written for one (system, task); a trailing partial line is cut off the file."""
+def read_done(path: Path, truncate: bool = True) -> dict[str, dict]:
+    """Records already written for one (system, task); a trailing partial line is cut off the file
+    (left in place when `truncate` is false: the file belongs to another rank)."""
     done: dict[str, dict] = {}
     if not path.exists():
         return done
@@ -63,7 +70,7 @@ def read_done(path: Path) -> dict[str, dict]:
                 break
             done[rec["id"]] = rec
             good_bytes += len(line)
-    if good_bytes != path.stat().st_size:
+    if truncate and good_bytes != path.stat().st_size:
         with open(path, "r+b") as f:
             f.truncate(good_bytes)
     return done
@@ -92,6 +99,8 @@ def run(cfg: dict) -> Path:
     systems = [SystemSpec.from_config(s) for s in cfg["systems"]]
     base_opts = {k: cfg[k] for k in ("model", "k", "batch_size", "max_new_tokens", "seed", "device", "dtype")
                  if k in cfg}
+    if "device" in base_opts:
+        base_opts["device"] = dist.rank_device(base_opts["device"])  # one GPU per torchrun rank
     slugs = [s.slug for s in systems]
     if len(set(slugs)) < len(slugs):
         dup = next(s.label for s in systems if slugs.count(s.slug) > 1)
@@ -108,18 +117,24 @@ def run(cfg: dict) -> Path:
     if any(s.name != "closed-book" for s in systems):
         from imprag_bench.tasks.corpora import load_corpus
         corpus = load_corpus(cfg["corpus"], cfg.get("corpus_limit"))
-    check_config(out, cfg)  # all input is validated before anything is written
+    check_config(out, cfg)  # all input is validated (on every rank) before anything is written
+    rank, size = dist.rank_world()
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.json", json.dumps(cfg, indent=1, sort_keys=True))
+    if rank == 0:
+        atomic_write_text(out / "config.json", json.dumps(cfg, indent=1, sort_keys=True))
 
+    chunk = int(cfg.get("batch_size", 8)) * 4
     for sspec in systems:
         todo = {}
         for spec in specs:
             path = out / "preds" / sspec.slug / f"{spec.name}.jsonl"
             path.parent.mkdir(parents=True, exist_ok=True)
-            done = read_done(path)
-            todo[spec.name] = (path, [ex for ex in data[spec.name][0] if ex.id not in done])
-        if not any(rest for _, rest in todo.values()):
+            done = _read_all_done(path, rank, size)
+            rest = [ex for ex in data[spec.name][0] if ex.id not in done]
+            batches = [rest[s:s + chunk] for s in range(0, len(rest), chunk)][rank::size]
+            todo[spec.name] = (path if size == 1 else _part(path, rank), batches)
+        dist.barrier()  # every rank has read every part file before any rank appends to its own
+        if not dist.any_rank(any(b for _, b in todo.values())):
             log(f"{sspec.label}: all tasks already done")
             continue
         options = options_of[sspec.label]
@@ -128,18 +143,67 @@ def run(cfg: dict) -> Path:
                          demos={name: demos for name, (_, demos) in data.items()}, seed=cfg["seed"])
         system.prepare(corpus, ctx)
         for spec in specs:
-            path, rest = todo[spec.name]
-            _run_task(system, sspec.label, spec, rest, path, corpus, int(options.get("k", 5)),
-                      int(cfg.get("batch_size", 8)) * 4)
-    finish(out, corpus)
+            path, batches = todo[spec.name]
+            _run_task(system, sspec.label, spec, batches, path, corpus, int(options.get("k", 5)))
+    dist.barrier()
+    if rank == 0:
+        for sspec in systems:
+            for spec in specs:
+                merge_parts(out / "preds" / sspec.slug / f"{spec.name}.jsonl", data[spec.name][0])
+        finish(out, corpus)
+    dist.barrier()
     return out
 
 
-def _run_task(system, label, spec, examples, path, corpus, k, chunk):
-    bar = tqdm(total=len(examples), desc=f"{label} / {spec.name}", unit="ex", dynamic_ncols=True)
+def _part(path: Path, rank: int) -> Path:
+    return path.with_name(f"{path.stem}.rank{rank}.jsonl")
+
+
+def _parts(path: Path) -> list[Path]:
+    return sorted(path.parent.glob(f"{path.stem}.rank*.jsonl"))
+
+
+def _read_all_done(path: Path, rank: int, size: int) -> dict[str, dict]:
+    """Ids done in the main file or any rank's part file (parts of an earlier run with another world
+    size count too). Only a file's writer cuts its partial last line: the main file in one process,
+    this rank's part under torchrun."""
+    done = read_done(path, truncate=size == 1)
+    for p in _parts(path):
+        done.update(read_done(p, truncate=size == 1 or p == _part(path, rank)))
+    return done
+
+
+def merge_parts(path: Path, examples: list[Example]) -> None:
+    """Fold the part files into `path`: every complete line of the main file and the parts, in the
+    examples' order, then remove the parts. No parts: the file is left untouched."""
+    parts = _parts(path)
+    if not parts:
+        return
+    lines: dict[str, bytes] = {}
+    for p in [path, *parts]:
+        if not p.exists():
+            continue
+        with open(p, "rb") as f:
+            for line in f:
+                if not line.endswith(b"\n"):
+                    break
+                try:
+                    lines.setdefault(json.loads(line)["id"], line)
+                except ValueError:
+                    break
+    order = [ex.id for ex in examples if ex.id in lines]
+    missing = len(examples) - len(order)
+    if missing:
+        log(f"{path}: {missing} examples not answered yet; merged what the parts hold")
+    atomic_write(path, lambda f: f.write(b"".join(lines[i] for i in order)), binary=True)
+    for p in parts:
+        p.unlink()
+
+
+def _run_task(system, label, spec, batches, path, corpus, k):
+    bar = tqdm(total=sum(len(b) for b in batches), desc=f"{label} / {spec.name}", unit="ex", dynamic_ncols=True)
     with open(path, "a") as f:
-        for s in range(0, len(examples), chunk):
-            batch = examples[s:s + chunk]
+        for batch in batches:
             preds = system.predict(batch)
             if [p.id for p in preds] != [ex.id for ex in batch]:
                 raise RuntimeError(f"system {label} returned predictions out of order or incomplete")

@@ -1,0 +1,71 @@
+"""Rank, world size and barriers for index building and evaluation under torchrun.
+
+Read from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK); a plain `python` run is rank 0 of 1 and
+every helper here is then a no-op, so one-process runs never touch torch.distributed. Under torchrun the
+coordination (barriers, "does any rank have work") goes through a dedicated gloo group with a long timeout:
+it works whatever backend the default group uses (NCCL for training on GPUs) and a rank waiting for rank 0
+to train a large FAISS index is not killed by the default 10-30 minute collective timeout. If one rank
+fails, torchrun stops the others, so a long timeout does not turn a crash into a hang.
+
+(The training loop has its own `world()` in imprag_bench/imprag/trainer.py; the two agree on rank/world.)
+"""
+from __future__ import annotations
+
+import datetime
+import os
+
+_GROUP = None
+TIMEOUT_HOURS = float(os.environ.get("IMPRAG_DIST_TIMEOUT_HOURS", "24"))
+
+
+def rank_world() -> tuple[int, int]:
+    """(rank, world size) from torchrun's environment; (0, 1) outside torchrun."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def is_main() -> bool:
+    return rank_world()[0] == 0
+
+
+def rank_device(device: str | None) -> str | None:
+    """`cuda` becomes `cuda:LOCAL_RANK` under torchrun (one GPU per rank); anything else is kept."""
+    if device == "cuda" and rank_world()[1] > 1:
+        return f"cuda:{local_rank()}"
+    return device
+
+
+def _group():
+    """The gloo group used for coordination (the default group is started here if nobody has)."""
+    global _GROUP
+    import torch.distributed as dist
+
+    if _GROUP is None:
+        timeout = datetime.timedelta(hours=TIMEOUT_HOURS)
+        if not dist.is_initialized():
+            import torch
+            backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+            dist.init_process_group(backend, timeout=timeout)
+        _GROUP = dist.new_group(backend="gloo", timeout=timeout)
+    return _GROUP
+
+
+def barrier() -> None:
+    """Wait until every rank gets here (no-op in one process)."""
+    if rank_world()[1] > 1:
+        import torch.distributed as dist
+        dist.barrier(group=_group())
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every rank if `flag` is true on any rank (the flag itself in one process)."""
+    if rank_world()[1] == 1:
+        return bool(flag)
+    import torch
+    import torch.distributed as dist
+    t = torch.tensor([1 if flag else 0], dtype=torch.int64)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX, group=_group())
+    return bool(t.item())
