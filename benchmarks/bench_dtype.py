@@ -169,7 +169,8 @@ def main() -> None:
         torch.set_num_threads(a.threads)
     t_start = time.perf_counter()
     facts = machine_facts()
-    res = {"machine": facts, "loadavg_1min_at_start": os.getloadavg()[0], "picked": str(pick_dtype("auto", "cpu")).replace("torch.", ""), "rows": {}}
+    res = {"machine": facts, "loadavg_1min_at_start": os.getloadavg()[0],
+           "picked": str(pick_dtype("auto", "cpu")).replace("torch.", ""), "rows": {}}
     rows = res["rows"]
     rows["matmul 2048^2 (GFLOP/s)"] = {n: matmul_gflops(d, seconds=a.matmul_seconds) for n, d in DTYPES}
     note(f"matmul: {rows['matmul 2048^2 (GFLOP/s)']}")
@@ -201,7 +202,7 @@ def main() -> None:
 
     print(f"machine: {facts['cpu_model']}, {facts['cpus']} CPUs, torch threads {torch.get_num_threads()}, "
           f"native bf16: {facts['cpu_native_bf16']} {facts['cpu_bf16_flags']}, torch {facts['torch']}, "
-          f"gpu {facts['gpu']}; load average at start {res['loadavg_1min_at_start']:.1f} (others' work slows every row)")
+          f"gpu {facts['gpu']}; load average at start {res['loadavg_1min_at_start']:.1f}")
     print(f"harness picks (bf16=auto): {res['picked']}\n")
     width = max(len(k) for k in rows)
     print(f"{'':{width}}  {'fp32':>9}  {'bf16':>9}  bf16/fp32")
@@ -210,7 +211,8 @@ def main() -> None:
     if "quick_estimate" in res:
         q = res["quick_estimate"]
         print(f"\nquick preset (estimates): MiniLM index of {q['corpus_passages']} passages in {q['minilm_dtype']} "
-              f"~{q['minilm_index_s_estimated']:.0f} s (other dtype ~{q['minilm_index_s_estimated_other_dtype']:.0f} s); "
+              f"~{q['minilm_index_s_estimated']:.0f} s "
+              f"(other dtype ~{q['minilm_index_s_estimated_other_dtype']:.0f} s); "
               f"reader {q['reader_s_per_example']:.2f} s/example at ~{q['reader_prompt_tokens_mean']} prompt tokens "
               f"-> ~{q['reader_s_quick_estimated']:.0f} s for 3 systems x 8 tasks x 12 examples")
     print(f"\n(bench took {res['bench_seconds']:.0f} s)")

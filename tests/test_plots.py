@@ -88,7 +88,8 @@ def _problems(fig):
     texts, axes, whole = _boxes(fig)
     out = []
     for kind, text, b in texts:
-        if not (b.x0 >= whole.x0 - 0.5 and b.y0 >= whole.y0 - 0.5 and b.x1 <= whole.x1 + 0.5 and b.y1 <= whole.y1 + 0.5):
+        if not (b.x0 >= whole.x0 - 0.5 and b.y0 >= whole.y0 - 0.5
+                and b.x1 <= whole.x1 + 0.5 and b.y1 <= whole.y1 + 0.5):
             out.append(f"{kind} {text!r} outside the figure")
     shrink = lambda b: b.expanded(1.0, 1.0).shrunk(0.98, 0.9)  # noqa: E731  tolerate sub-pixel touching
     values = [(t, b) for k, t, b in texts if k == "value"]
