@@ -208,7 +208,7 @@ def headline_figure(df: pd.DataFrame, paired: pd.DataFrame | None = None, refere
     styles = family_styles(list(systems) + [b for p in panels for b in p[0]], families)
     heights = [len(p[0]) + 2.2 for p in panels]
     fig = Figure(figsize=(2.2 + 3.0 * len(groups), 0.26 * sum(heights) + 1.0), layout="constrained")
-    axes = np.atleast_2d(fig.subplots(len(panels), len(groups), gridspec_kw={"height_ratios": heights}))
+    axes = fig.subplots(len(panels), len(groups), squeeze=False, gridspec_kw={"height_ratios": heights})
     for r, (items, values, fmt, ylabel, xlabel, zero) in enumerate(panels):
         _dot_row(axes[r], items, values, styles, _limits(values, zero), fmt, ylabel, xlabel, zero)
     for ax, title in zip(axes[0], _group_titles(df, groups)):
@@ -236,7 +236,7 @@ def tasks_figure(df: pd.DataFrame, per_row: int = 4, families: Sequence[str] = F
     ncols = min(per_row, len(tasks))
     fig = Figure(figsize=(2.2 + 3.0 * ncols, (0.26 * (len(systems) + 2.6)) * 2 * len(chunks) + 1.0),
                  layout="constrained")
-    axes = np.atleast_2d(fig.subplots(2 * len(chunks), ncols))
+    axes = fig.subplots(2 * len(chunks), ncols, squeeze=False)
     for m, (metric, label) in enumerate((("em", "EM"), ("recall", "recall"))):
         values = _score_values(rows, metric, tasks, col="task")
         xlim = _limits(values, zero=False)
