@@ -88,7 +88,8 @@ def _problems(fig):
     texts, axes, whole = _boxes(fig)
     out = []
     for kind, text, b in texts:
-        if not (b.x0 >= whole.x0 - 0.5 and b.y0 >= whole.y0 - 0.5 and b.x1 <= whole.x1 + 0.5 and b.y1 <= whole.y1 + 0.5):
+        if not (b.x0 >= whole.x0 - 0.5 and b.y0 >= whole.y0 - 0.5
+                and b.x1 <= whole.x1 + 0.5 and b.y1 <= whole.y1 + 0.5):
             out.append(f"{kind} {text!r} outside the figure")
     shrink = lambda b: b.expanded(1.0, 1.0).shrunk(0.98, 0.9)  # noqa: E731  tolerate sub-pixel touching
     values = [(t, b) for k, t, b in texts if k == "value"]
@@ -154,3 +155,10 @@ def test_tasks_layout(tables):
     assert len(fig.axes) == 4 * 4 and fig.axes[0].get_title() == "nq (seen)"
     fever_recall = [ax for ax in fig.axes if ax.get_title() == "fever (unseen-format)"][1]
     assert {t.get_text() for t in fever_recall.texts} == {"n/a"}
+
+
+def test_one_task_one_system(tmp_path):
+    recs = [{"system": "bm25", "task": "nq", "group": "seen", "id": str(i), "em": float(i % 2), "f1": 0.0,
+             "recall": 1.0} for i in range(4)]
+    board = leaderboard(recs, n_boot=50)
+    assert len(tasks_figure(board).axes) == 2 and len(headline_figure(board).axes) == 2 * 2  # seen, all
