@@ -93,7 +93,7 @@ def sample_passages(n: int, seed: int = 0) -> tuple[list[str], int]:
 
 
 def bench_minilm(texts: list[str], rounds: int) -> dict:
-    from imprag_bench.baselines.retrievers.dense import DenseEncoder
+    from imprag_bench.harness.dense import DenseEncoder
 
     calls = {}
     for name, _ in DTYPES:

@@ -89,7 +89,7 @@ def _binding(cache, prefix):
 def _tiny_dense_folder(folder):
     import json
     from transformers import BertConfig, BertModel
-    from imprag_bench.imprag.testing import byte_tokenizer
+    from tests.tiny import byte_tokenizer
 
     torch.manual_seed(0)
     cfg = BertConfig(vocab_size=258, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
@@ -101,7 +101,7 @@ def _tiny_dense_folder(folder):
 
 
 def test_dense_bf16_option(tmp_path, monkeypatch):
-    from imprag_bench.baselines.retrievers.dense import DenseEncoder
+    from imprag_bench.harness.dense import DenseEncoder
     from imprag_bench.harness.corpus import Corpus
     from imprag_bench.harness.records import Passage
     from imprag_bench.harness.registry import SYSTEMS
@@ -129,7 +129,7 @@ def test_imprag_system_bf16_option(tmp_path, monkeypatch):
     from imprag_bench.harness.records import Passage
     from imprag_bench.harness.registry import SYSTEMS
     from imprag_bench.harness.system import RunContext
-    from imprag_bench.imprag.testing import byte_tokenizer, tiny_llama
+    from tests.tiny import byte_tokenizer, tiny_llama
 
     lm, tok = tiny_llama(n_layers=4), byte_tokenizer()
     monkeypatch.setattr(hlm, "load_lm", lambda name, dtype=None, device="cpu": (lm, tok))

@@ -99,7 +99,7 @@ def test_validate_converts_to_declared_types_and_accepts_run_wide_settings(tmp_p
     ("bm25", {"quey": "oracle"}, "unknown option 'quey'; did you mean 'query'? (accepted: batch_size, checkpoint"),
     ("dense", {"zzz": 1}, "unknown option 'zzz' (accepted:"),
     ("bm25", {"query": "orcle"}, "option query='orcle' must be one of prompt, oracle; did you mean 'oracle'?"),
-    ("imprag", {"bf16": "maybe"}, "option bf16='maybe' must be true or false"),
+    ("imprag", {"bf16": "maybe"}, "option bf16='maybe' must be true, false or auto"),
     ("imprag", {"b": -1}, "option b=-1 must be at least 0"),
     ("imprag", {"k": True}, "option k=True must be an integer"),
     ("dense", {"encoder": True}, "option encoder=True must be a string"),

@@ -38,6 +38,7 @@ import torch
 from imprag_bench.harness.assets import cache_root, log
 from imprag_bench.harness.errors import UserError
 from imprag_bench.harness.registry import SYSTEMS, TRAINERS
+from imprag_bench.harness.hardware import use_bf16
 from imprag_bench.harness.training.config import SharedTrainConfig, default_out, resolve_bf16
 from imprag_bench.harness.training.trainer import Trainer
 from imprag_bench.baselines.systems import RetrieveRead
@@ -202,7 +203,8 @@ def run_ra_dit_llama(cfg: dict) -> Path:
         return TrainableRetriever(LMSliceEncoder.from_lm(lm, tok, b=cfg.get("b"), l_max=int(cfg["l_max"])))
     return _tuned_retriever_then_reader(
         cfg, "ra-dit-llama", trainable, float(cfg["warmup_share"]), float(cfg.get("slice_lr") or cfg["lr"]),
-        lambda corpus, rdir: LMSliceRetriever(corpus, _cache(cfg), rdir, device=cfg["device"], bf16=True))
+        lambda corpus, rdir: LMSliceRetriever(corpus, _cache(cfg), rdir, device=cfg["device"],
+                                              bf16=resolve_bf16(cfg["bf16"], cfg["device"])))
 
 
 TRAINERS.add("ra-it", Trainer("ra-it", RATrainConfig, run_ra_it,
@@ -228,7 +230,7 @@ def checkpoint_retriever(folder: str | Path, corpus, ctx):
     factory = ctx.opt("index", "Flat")
     if meta.get("kind") == "lm-slice":
         return LMSliceRetriever(corpus, ctx.cache_dir, rdir, factory=factory, device=ctx.opt("device", "cpu"),
-                                bf16=bool(ctx.opt("bf16", True)))
+                                bf16=use_bf16(ctx.opt("bf16", "auto"), ctx.opt("device", "cpu")))
     if "encoder" in meta:  # RA-IT: an off-the-shelf encoder by name
         return DenseRetriever(corpus, ctx.cache_dir, encoder=meta["encoder"], factory=factory)
     return DenseRetriever(corpus, ctx.cache_dir, encoder=str(rdir), factory=factory)
@@ -264,6 +266,7 @@ def _system(label: str):
 
 
 from imprag_bench.baselines.systems import INDEX, QUERY  # noqa: E402  (kept beside the systems they declare)
+from imprag_bench.harness.options import BF16  # noqa: E402
 from imprag_bench.harness.options import Option  # noqa: E402
 
 RA_OPTIONS = {  # imprag_bench.harness.options: what the trained baselines accept beyond the run-wide settings
@@ -272,7 +275,7 @@ RA_OPTIONS = {  # imprag_bench.harness.options: what the trained baselines accep
     "query": QUERY,
     "passage_tokens": Option(int, None, "passage budget in tokens (default: the one it was trained with)", min=1),
     "index": INDEX,
-    "bf16": Option(bool, True, "bf16 for the LM-slice retriever (ra-dit-llama)"),
+    "bf16": BF16,
 }
 
 

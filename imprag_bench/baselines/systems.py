@@ -10,7 +10,7 @@ from __future__ import annotations
 from imprag_bench.harness.corpus import Corpus
 from imprag_bench.harness.costs import unique_params
 from imprag_bench.harness.errors import UserError
-from imprag_bench.harness.options import Option, declare
+from imprag_bench.harness.options import BF16, Option, declare
 from imprag_bench.harness.records import Example, Prediction
 from imprag_bench.harness.registry import SYSTEMS
 from imprag_bench.harness.system import RunContext
@@ -93,7 +93,7 @@ def bm25(options: dict) -> RetrieveRead:
 
 
 @SYSTEMS.register("dense")
-@declare(query=QUERY, passage_tokens=PASSAGE_TOKENS, checkpoint=READER_LM, index=INDEX,
+@declare(query=QUERY, passage_tokens=PASSAGE_TOKENS, checkpoint=READER_LM, index=INDEX, bf16=BF16,
          encoder=Option(str, "minilm", "encoder: minilm (offline), a hub id such as facebook/contriever-msmarco, "
                                        "or a fine-tuned encoder folder"))
 def dense(options: dict) -> RetrieveRead:

@@ -51,7 +51,21 @@ def _to_str(value) -> str:
     return str(value)
 
 
-_CONVERT = {str: _to_str, int: _to_int, bool: _to_bool}
+class Bf16:
+    """Option type of a bf16 switch: true, false or "auto" (bf16 where the device computes it natively,
+    harness.hardware.use_bf16)."""
+
+
+def _to_bf16(value) -> bool | str:
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return _to_bool(value)
+    except ValueError:
+        raise ValueError("must be true, false or auto") from None
+
+
+_CONVERT = {str: _to_str, int: _to_int, bool: _to_bool, Bf16: _to_bf16}
 
 
 @dataclass(frozen=True)
@@ -92,9 +106,15 @@ class Option:
 
     def describe(self) -> str:
         """One line for `imprag-bench systems -v`: type, choices, default and help."""
-        kind = "|".join(map(str, self.choices)) if self.choices else ("folder" if self.folder else self.type.__name__)
+        kind = "|".join(map(str, self.choices)) if self.choices else ("folder" if self.folder else
+                                                                        "true|false|auto" if self.type is Bf16
+                                                                        else self.type.__name__)
         default = " (required)" if self.required else (f" (default {self.default})" if self.default is not None else "")
         return f"{kind}{default}: {self.help}"
+
+
+BF16 = Option(Bf16, "auto", "bf16 autocast for building and querying the index: true, false or auto (where the "
+              "device computes bf16 natively)")
 
 
 def _device(value: str) -> str | None:

@@ -21,7 +21,7 @@ from imprag_bench.harness.assets import log, sha256_file
 from imprag_bench.harness.corpus import Corpus
 from imprag_bench.harness.hardware import use_bf16
 from imprag_bench.harness.index import build_index
-from imprag_bench.harness.options import Option, declare
+from imprag_bench.harness.options import BF16, Option, declare
 from imprag_bench.harness.prompting import lm_input
 from imprag_bench.harness.records import Example, Prediction
 from imprag_bench.harness.registry import SYSTEMS
@@ -136,7 +136,7 @@ class ImpRAGSystem:
     passage_encoding=Option(str, "concat", "read the k passages as one sequence or each on its own",
                             choices=("concat", "independent")),
     read_top_layers=Option(bool, False, "read passages in the top layers too (t = N-1)"),
-    bf16=Option(bool, False, "bf16 autocast for the index build only"),
+    bf16=BF16,
     index=Option(str, "Flat", "FAISS index factory string, e.g. IVF65536_HNSW32,PQ64"),
 )
 def make(options: dict) -> ImpRAGSystem:

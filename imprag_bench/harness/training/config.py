@@ -228,10 +228,6 @@ def default_out(system: str, cfg) -> str:
 
 def resolve_bf16(value: bool | str, device: str) -> bool:
     """A preset's `bf16` (true | false | "auto") as a bool: "auto" is bf16 where the device computes it natively."""
-    if value == "auto":
-        from imprag_bench.harness.hardware import native_bf16
+    from imprag_bench.harness.hardware import use_bf16
 
-        return native_bf16(device)
-    if isinstance(value, bool):
-        return value
-    raise UserError(f"bf16={value!r}: expected true, false or auto")
+    return use_bf16(value, device)
