@@ -98,6 +98,7 @@ def fit_projections(q_proj: torch.nn.Module, k_proj: torch.nn.Module, pool: Call
         if sched is not None:
             sched.step()
         logs.append({"step": step + 1, "loss": round(loss.item(), 5)})
+    opt.zero_grad(set_to_none=True)  # no stale gradient reaches the training that follows
     return logs
 
 
