@@ -13,16 +13,21 @@ cached pseudo-labels, mix, demonstrations), the same loop and losses. The unseen
   retrieval items, P_T from the frozen base LM; stage 2 is RA-IT's reader training with the tuned retriever.
 - RA-DIT-Llama: the retriever is a separate copy of the base LM's layers 0..b (ImpRAG's bottom group),
   embedding like ImpRAG (`baselines.retrievers.lm_slice`); stage 1 warms it up with multi-label NCE (Eq. 3)
-  on the pseudo-labels for `warmup_share` of its steps, then distils as RA-DIT; stage 2 as RA-IT.
+  on the pseudo-labels for `warmup_share` of its steps, then distils as RA-DIT; stage 2 as RA-IT. Its
+  `cpu-additions` recipe (presets/train/ra-dit-llama.yaml, the default at the CPU budgets) adds ImpRAG's
+  retriever additions: stage 0 (the shared q/k fit, baselines.retrievers.slice_fit) before stage 1, random
+  corpus negatives and 0.1x lr in stage 1, scores x 1/sqrt(head_dim), and at `full` a refit after stage 1.
 
 Training folder layout (`imprag-bench train ra-dit --out OUT`): OUT/retriever/checkpoint (stage 1, resumable),
 OUT/reader/checkpoint (stage 2, resumable; the final checkpoint: an HF LM folder that `harness.lm.load_lm`
 loads, with `retriever/` inside: the tuned retriever's files, or for RA-IT a `retriever.json` naming the
-off-the-shelf encoder). Evaluate with `ra-dit:checkpoint=OUT/reader/checkpoint` (options k, query,
-passage_tokens: default the l_max it was trained with, from the checkpoint's ra_config.json).
+off-the-shelf encoder); RA-DIT-Llama's additions also write OUT/stage0 and OUT/refit (the fitted projections and
+their loss logs) and OUT/retriever/checkpoint-refit (the refit slice the reader then reads with). Evaluate
+with `ra-dit:checkpoint=OUT/reader/checkpoint` (options k, query, passage_tokens: default the l_max it was
+trained with, from the checkpoint's ra_config.json).
 
 Presets: presets/train/shared.yaml (the budget every trained system shares) plus presets/train/ra.yaml
-(`RATrainConfig`'s own keys). The reader stage has the shared steps x batch; the retriever stage (RA-DIT,
+(RA-IT, RA-DIT) or ra-dit-llama.yaml (`RATrainConfig`'s own keys). The reader stage has the shared steps x batch; the retriever stage (RA-DIT,
 RA-DIT-Llama) runs `retriever_steps` (default: the shared steps) of `retriever_batch_size` retrieval items,
 as in the paper's two-step pipeline.
 """

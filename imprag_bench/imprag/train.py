@@ -114,8 +114,8 @@ def stage0_inputs(items: list) -> tuple[list[str], list[list[str]]]:
 def projection_fit(objective, items: list, corpus, cfg: dict, n_steps: int, work: Path, dst: Path,
                    skip_if: Path | None = None) -> Path:
     """Fit layer b's q_proj/k_proj against the whole corpus on the current model's frozen features
-    (imprag_bench.imprag.projection_warmup on the shared harness.training.projection_fit; idempotent) and save the model to `dst` (not when `skip_if` exists: the joint
-    training already started from this fit)."""
+    (imprag_bench.imprag.projection_warmup on the shared harness.training.projection_fit; idempotent) and save
+    the model to `dst` (not when `skip_if` exists: the joint training already started from this fit)."""
     from imprag_bench.harness.assets import cache_root
     from imprag_bench.imprag.projection_warmup import ProjectionWarmupConfig, run_stage0
 
