@@ -243,10 +243,10 @@ class RetrieverObjective:
             zero = sum(p.sum() * 0.0 for p in self.parameters())
             return {"loss": zero}
         extra = self.extra_negatives(cols, step) if self.random_negatives else []
+        s = self.scores(items, cols, extra)
         if extra:  # extra columns: never a positive, never an own candidate (so never scored by the LM)
             none = torch.zeros(len(items), len(extra), dtype=torch.bool)
             cols, pos, own = cols + extra, torch.cat([pos, none], 1), torch.cat([own, none], 1)
-        s = self.scores(items, cols[:len(cols) - len(extra)], extra)
         if step < self.warmup_steps:
             nce = losses.multilabel_nce(s, pos.to(s.device), (~pos).to(s.device))
             return {"loss": nce, "nce": nce}
