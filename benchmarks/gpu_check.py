@@ -42,7 +42,7 @@ def sync(device: str) -> None:
 def measure(device: str, n_passages: int, n_examples: int, k: int, batch: int, dtype: torch.dtype) -> dict:
     from imprag_bench.harness.index import build_index
     from imprag_bench.imprag.model import ImpRAGConfig, ImpRAGModel
-    from imprag_bench.imprag.testing import byte_tokenizer, tiny_llama
+    from tests.tiny import byte_tokenizer, tiny_llama
 
     tok = byte_tokenizer()
     lm = tiny_llama(n_layers=8, hidden=512, heads=8, kv_heads=2).to(device, dtype)

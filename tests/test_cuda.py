@@ -16,7 +16,7 @@ import torch
 
 from imprag_bench.imprag.layers import positions_from_mask
 from imprag_bench.imprag.model import ImpRAGConfig, ImpRAGModel
-from imprag_bench.imprag.testing import tiny_llama
+from tests.tiny import tiny_llama
 
 DEVICE = os.environ.get("IMPRAG_CUDA_TEST_DEVICE", "cuda")
 pytestmark = [pytest.mark.cuda,

@@ -13,16 +13,21 @@ cached pseudo-labels, mix, demonstrations), the same loop and losses. The unseen
   retrieval items, P_T from the frozen base LM; stage 2 is RA-IT's reader training with the tuned retriever.
 - RA-DIT-Llama: the retriever is a separate copy of the base LM's layers 0..b (ImpRAG's bottom group),
   embedding like ImpRAG (`baselines.retrievers.lm_slice`); stage 1 warms it up with multi-label NCE (Eq. 3)
-  on the pseudo-labels for `warmup_share` of its steps, then distils as RA-DIT; stage 2 as RA-IT.
+  on the pseudo-labels for `warmup_share` of its steps, then distils as RA-DIT; stage 2 as RA-IT. Its
+  `cpu-additions` recipe (presets/train/ra-dit-llama.yaml, the default at the CPU budgets) adds ImpRAG's
+  retriever additions: stage 0 (the shared q/k fit, baselines.retrievers.slice_fit) before stage 1, random
+  corpus negatives and 0.1x lr in stage 1, scores x 1/sqrt(head_dim), and at `full` a refit after stage 1.
 
 Training folder layout (`imprag-bench train ra-dit --out OUT`): OUT/retriever/checkpoint (stage 1, resumable),
 OUT/reader/checkpoint (stage 2, resumable; the final checkpoint: an HF LM folder that `harness.lm.load_lm`
 loads, with `retriever/` inside: the tuned retriever's files, or for RA-IT a `retriever.json` naming the
-off-the-shelf encoder). Evaluate with `ra-dit:checkpoint=OUT/reader/checkpoint` (options k, query,
-passage_tokens: default the l_max it was trained with, from the checkpoint's ra_config.json).
+off-the-shelf encoder); RA-DIT-Llama's additions also write OUT/stage0 and OUT/refit (the fitted projections and
+their loss logs) and OUT/retriever/checkpoint-refit (the refit slice the reader then reads with). Evaluate
+with `ra-dit:checkpoint=OUT/reader/checkpoint` (options k, query, passage_tokens: default the l_max it was
+trained with, from the checkpoint's ra_config.json).
 
 Presets: presets/train/shared.yaml (the budget every trained system shares) plus presets/train/ra.yaml
-(`RATrainConfig`'s own keys). The reader stage has the shared steps x batch; the retriever stage (RA-DIT,
+(RA-IT, RA-DIT) or ra-dit-llama.yaml (`RATrainConfig`'s own keys). The reader stage has the shared steps x batch; the retriever stage (RA-DIT,
 RA-DIT-Llama) runs `retriever_steps` (default: the shared steps) of `retriever_batch_size` retrieval items,
 as in the paper's two-step pipeline.
 """
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -54,6 +60,24 @@ class RATrainConfig(SharedTrainConfig):
     slice_lr: float | None = None  # None: the shared lr
     inbatch: bool = True  # in-batch negatives in P_R (P_T = 0 for them, see baselines.ra_objectives)
     lm_batch: int = 16  # sequences per frozen-LM pass when computing P_T
+    # RA-DIT-Llama's LM-slice retriever only (its `cpu-additions` recipe, ImpRAG's additions; paper defaults):
+    score_scale: float | str = 1.0  # Eq. 3 has none; "1/sqrt(head_dim)": the attention's own scale
+    random_negatives: int = 0  # random corpus passages per retriever step as extra stop-grad negatives
+    retriever_lr_scale: float = 1.0  # lr multiplier of the whole slice (every weight of it is the retriever's)
+    stage0_steps: int = 0  # q/k fit against the whole corpus before the retriever stage
+    stage0_lr: float = 3e-3
+    refit_steps: int = 0  # the same fit again after the retriever stage (the reader reads with the refit)
+
+
+SLICE_ONLY = {"score_scale": 1.0, "random_negatives": 0, "retriever_lr_scale": 1.0, "stage0_steps": 0,
+              "refit_steps": 0}
+
+
+def refuse_slice_keys(cfg, system: str) -> None:
+    """RA-IT / RA-DIT: the LM-slice retriever's additions do not apply; a set one is refused, not ignored."""
+    bad = [k for k, v in SLICE_ONLY.items() if cfg[k] != v]
+    if bad:
+        raise UserError(f"{system}: {', '.join(bad)} apply to ra-dit-llama's LM-slice retriever only")
 
 
 def encoder_name(cfg) -> str:
@@ -126,7 +150,7 @@ def train_reader(cfg: dict, corpus, mix, retriever, out: Path, system: str, retr
 
 
 def train_retriever(cfg: dict, corpus, mix, trainable, lm, tok, out: Path, warmup_share: float,
-                    lr: float) -> Path:
+                    lr: float, **extra) -> Path:
     """Stage 1: the retriever trained on the retrieval items against the frozen LM."""
     from imprag_bench.harness.training.loop import train, warmup_steps
     from imprag_bench.baselines.ra_objectives import RetrieverObjective
@@ -137,7 +161,7 @@ def train_retriever(cfg: dict, corpus, mix, trainable, lm, tok, out: Path, warmu
                              passage_tokens=int(cfg["l_max"]), max_prompt_tokens=int(cfg["max_prompt_tokens"]),
                              max_target_tokens=int(cfg["max_target_tokens"]), tau_t=float(cfg["tau_t"]),
                              inbatch=bool(cfg["inbatch"]), lm_batch=int(cfg["lm_batch"]),
-                             bf16=resolve_bf16(cfg["bf16"], cfg["device"]))
+                             bf16=resolve_bf16(cfg["bf16"], cfg["device"]), **extra)
     log(f"retriever stage: {tc.steps} steps x {tc.batch_size} over {len(items)} retrieval items "
         f"({obj.warmup_steps} NCE warm-up steps, then distillation)")
     return train(obj, items, tc)
@@ -160,6 +184,7 @@ def _setup(cfg: dict, system: str):
 def run_ra_it(cfg: dict) -> Path:
     from imprag_bench.harness.dense import DenseRetriever
 
+    refuse_slice_keys(cfg, "ra-it")
     out, corpus, mix = _setup(cfg, "ra-it")
     retriever = DenseRetriever(corpus, _cache(cfg), encoder=encoder_name(cfg))
     return train_reader(cfg, corpus, mix, retriever, out, "ra-it",
@@ -167,24 +192,39 @@ def run_ra_it(cfg: dict) -> Path:
 
 
 def _tuned_retriever_then_reader(cfg: dict, name: str, make_trainable, warmup_share: float, lr: float,
-                                 make_retriever) -> Path:
+                                 make_retriever, before=None, after=None, objective=None) -> Path:
     """RA-DIT's two steps: train the retriever against the frozen LM (stage 1, skipped when done), then the
-    reader as in RA-IT with the tuned retriever."""
+    reader as in RA-IT with the tuned retriever. Optional hooks (RA-DIT-Llama's CPU additions):
+    `before(trainable, corpus, mix, out)` runs before stage 1 starts or resumes, `objective(corpus)` gives extra
+    RetrieverObjective arguments, `after(corpus, mix, out, rdir) -> rdir` runs once stage 1 is complete and
+    may return another retriever folder for the reader. A run stopped inside stage 1 (`stop_after`) returns
+    the retriever checkpoint: the reader never trains on a partial retriever."""
     from imprag_bench.harness.lm import load_lm
 
     out, corpus, mix = _setup(cfg, name)
     rdir = out / "retriever" / "checkpoint"
     n_ret = sum(it.kind == "retrieval" for it in mix)
-    if not _stage_done(out / "retriever", _steps(cfg, n_ret, "retriever")):
+    n_steps = _steps(cfg, n_ret, "retriever")
+    if not _stage_done(out / "retriever", n_steps):
         lm, tok = load_lm(cfg["model"], device=cfg["device"])
-        train_retriever(cfg, corpus, mix, make_trainable(lm, tok), lm, tok, out, warmup_share=warmup_share, lr=lr)
+        trainable = make_trainable(lm, tok)
+        if before is not None:
+            before(trainable, corpus, mix, out)
+        train_retriever(cfg, corpus, mix, trainable, lm, tok, out, warmup_share=warmup_share, lr=lr,
+                        **(objective(corpus) if objective else {}))
         del lm
+        if not _stage_done(out / "retriever", n_steps):
+            return rdir
+    if after is not None:
+        rdir = after(corpus, mix, out, rdir)
     return train_reader(cfg, corpus, mix, make_retriever(corpus, rdir), out, name, retriever_folder=rdir)
 
 
 def run_ra_dit(cfg: dict) -> Path:
     from imprag_bench.baselines.ra_objectives import TrainableRetriever
     from imprag_bench.harness.dense import DenseEncoder, DenseRetriever
+
+    refuse_slice_keys(cfg, "ra-dit")
 
     def trainable(lm, tok):
         enc = DenseEncoder(encoder_name(cfg), bf16=False)
@@ -195,16 +235,63 @@ def run_ra_dit(cfg: dict) -> Path:
         lambda corpus, rdir: DenseRetriever(corpus, _cache(cfg), encoder=str(rdir)))
 
 
+def slice_score_scale(value: float | str, head_dim: int) -> float:
+    """The factor the slice's scores get in training: a number, or "1/sqrt(head_dim)" (the attention's own)."""
+    if value == "1/sqrt(head_dim)":
+        return head_dim ** -0.5
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    raise UserError(f"score_scale={value!r}: expected a positive number or '1/sqrt(head_dim)'")
+
+
+def _slice_fit(cfg: dict, enc, mix, corpus, n_steps: int, work: Path) -> None:
+    """Stage 0 / refit of the slice (baselines.retrievers.slice_fit, the shared fit as ImpRAG's)."""
+    from imprag_bench.baselines.retrievers.slice_fit import fit_slice
+    from imprag_bench.harness.training.projection_fit import ProjectionFitConfig
+
+    fit = ProjectionFitConfig(n_steps, float(cfg["stage0_lr"]), seed=int(cfg["seed"]),
+                              bf16=resolve_bf16(cfg["bf16"], cfg["device"]))
+    fit_slice(enc, mix, corpus.ids, corpus.texts, fit, work, slice_score_scale(cfg["score_scale"], enc.head_dim),
+              _cache(cfg) / "ra-dit-llama-stage0")
+
+
 def run_ra_dit_llama(cfg: dict) -> Path:
+    """RA-DIT-Llama; with the `cpu-additions` recipe also ImpRAG's retriever additions: stage 0 (`stage0_steps`)
+    on the slice before stage 1, random corpus negatives and a lower lr in stage 1, and at `full` a refit
+    (`refit_steps`) after it, saved as OUT/retriever/checkpoint-refit, which the reader stage then reads with."""
     from imprag_bench.baselines.ra_objectives import TrainableRetriever
     from imprag_bench.baselines.retrievers.lm_slice import LMSliceEncoder, LMSliceRetriever
 
     def trainable(lm, tok):
-        return TrainableRetriever(LMSliceEncoder.from_lm(lm, tok, b=cfg.get("b"), l_max=int(cfg["l_max"])))
+        enc = LMSliceEncoder.from_lm(lm, tok, b=cfg.get("b"), l_max=int(cfg["l_max"]))
+        return TrainableRetriever(enc, slice_score_scale(cfg["score_scale"], enc.head_dim))
+
+    def before(tr, corpus, mix, out):
+        if cfg["stage0_steps"] > 0:
+            _slice_fit(cfg, tr.enc, mix, corpus, int(cfg["stage0_steps"]), out / "stage0")
+
+    def objective(corpus):
+        return {"random_negatives": int(cfg["random_negatives"]), "seed": int(cfg["seed"]),
+                "negative_pool": corpus.ids if cfg["random_negatives"] else None,
+                "lr_scale": float(cfg["retriever_lr_scale"])}
+
+    def after(corpus, mix, out, rdir):
+        if cfg["refit_steps"] <= 0:
+            return rdir
+        dst = out / "retriever" / "checkpoint-refit"
+        if not dst.exists():  # the stage-1 slice's features moved: fit its projections to them again
+            enc = LMSliceEncoder.load(rdir, cfg["device"])
+            _slice_fit(cfg, enc, mix, corpus, int(cfg["refit_steps"]), out / "refit")
+            tmp = dst.with_name(f".{dst.name}.tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            enc.save(tmp)
+            os.replace(tmp, dst)
+        return dst
     return _tuned_retriever_then_reader(
         cfg, "ra-dit-llama", trainable, float(cfg["warmup_share"]), float(cfg.get("slice_lr") or cfg["lr"]),
         lambda corpus, rdir: LMSliceRetriever(corpus, _cache(cfg), rdir, device=cfg["device"],
-                                              bf16=resolve_bf16(cfg["bf16"], cfg["device"])))
+                                              bf16=resolve_bf16(cfg["bf16"], cfg["device"])),
+        before=before, after=after, objective=objective)
 
 
 TRAINERS.add("ra-it", Trainer("ra-it", RATrainConfig, run_ra_it,

@@ -30,6 +30,7 @@ from imprag_bench.baselines.reader import clip_passages
 from imprag_bench.harness.lm import pad
 from imprag_bench.harness.training import losses
 from imprag_bench.harness.training.data import target_text
+from imprag_bench.harness.training.negatives import random_passages
 
 NO_LM_PASS = -1e4  # log-likelihood given to in-batch negatives in the distillation target (P_T ~ 0)
 CONFIG_FILE = "ra_config.json"
@@ -120,14 +121,14 @@ class TrainableRetriever:
     """A retriever encoder trained against the frozen LM: `harness.dense.DenseEncoder` (RA-DIT) or
     `baselines.retrievers.lm_slice.LMSliceEncoder` (RA-DIT-Llama). Both expose `module`, `query_embed`,
     `passage_embed`, `score_scale`, `save` and `load_weights`; the module stays in eval mode (no dropout) with
-    every parameter trainable."""
+    every parameter trainable. `score_scale` (default: the encoder's own) multiplies the scores in training."""
 
-    def __init__(self, encoder):
+    def __init__(self, encoder, score_scale: float | None = None):
         self.enc = encoder
         encoder.module.eval()
         for p in encoder.module.parameters():
             p.requires_grad_(True)
-        self.score_scale = encoder.score_scale
+        self.score_scale = encoder.score_scale if score_scale is None else float(score_scale)
 
     def parameters(self):
         return self.enc.module.parameters()
@@ -146,21 +147,43 @@ class TrainableRetriever:
 
 
 class RetrieverObjective:
-    """Retriever training against a frozen LM: multi-label NCE warm-up, then LM-likelihood distillation."""
+    """Retriever training against a frozen LM: multi-label NCE warm-up, then LM-likelihood distillation.
+
+    CPU-budget options (off by default, RA-DIT-Llama's `cpu-additions` recipe, as ImpRAG's):
+    `random_negatives` corpus passages per step (`harness.training.negatives.random_passages(pool, n, seed,
+    step)`, none among the batch's columns), embedded without gradient and appended as extra columns: negatives
+    of every query in the NCE warm-up, and in the distillation part of P_R's normaliser with P_T = 0 (like the
+    in-batch negatives; only when `inbatch`); `lr_scale` multiplies the lr of every retriever parameter."""
 
     def __init__(self, retriever, lm, tok, corpus: Corpus, warmup_steps: int = 0, passage_tokens: int = 128,
                  max_prompt_tokens: int = 192, max_target_tokens: int = 48, tau_t: float = 1.0,
-                 inbatch: bool = True, lm_batch: int = 16, bf16: bool = False):
+                 inbatch: bool = True, lm_batch: int = 16, bf16: bool = False, random_negatives: int = 0,
+                 negative_pool: list[str] | None = None, seed: int = 0, lr_scale: float = 1.0):
         self.retriever, self.lm, self.tok, self.corpus = retriever, lm, tok, corpus
         self.warmup_steps, self.passage_tokens = warmup_steps, passage_tokens
         self.max_prompt_tokens, self.max_target_tokens, self.bf16 = max_prompt_tokens, max_target_tokens, bf16
         self.tau_t, self.inbatch, self.lm_batch = tau_t, inbatch, lm_batch
+        if random_negatives and not negative_pool:
+            raise ValueError("random_negatives needs a negative_pool (the corpus passage ids)")
+        self.random_negatives, self.negative_pool, self.seed = random_negatives, list(negative_pool or []), seed
+        self.lr_scale = float(lr_scale)
         self.lm.eval()
         for p in self.lm.parameters():
             p.requires_grad_(False)
 
     def parameters(self):
         return self.retriever.parameters()
+
+    def lr_scales(self) -> dict[int, float]:
+        """id(parameter) -> lr multiplier for the trainer: `lr_scale` on every retriever parameter (the whole
+        retriever is the retriever's own weights here; ImpRAG scales its layers 0..b-1 and layer b's q/k)."""
+        return {} if self.lr_scale == 1.0 else {id(p): self.lr_scale for p in self.parameters()}
+
+    def extra_negatives(self, cols: list[str], step: int) -> list[str]:
+        """This step's random corpus passages that are not already columns (a function of seed and step)."""
+        taken = set(cols)
+        return [p for p in random_passages(self.negative_pool, self.random_negatives, self.seed, step)
+                if p not in taken]
 
     def table(self, batch):
         """(items, column passage ids, positive mask, own-candidate mask) for the retrieval items of a batch."""
@@ -182,13 +205,18 @@ class RetrieverObjective:
                 own[i, where[pid]] = True
         return items, cols, pos, own
 
-    def scores(self, items, cols) -> torch.Tensor:
-        """s(q, p) * score_scale over [queries, columns], with gradients into the retriever."""
+    def scores(self, items, cols, extra: list[str] = ()) -> torch.Tensor:
+        """s(q, p) * score_scale over [queries, columns + extra], with gradients into the retriever (the
+        `extra` passages are embedded without gradient: stop-grad negatives)."""
         dev = self.lm.device
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.bf16):
             e_q = self.retriever.query_embed([it.prompt for it in items])
             e_p = self.retriever.passage_embed([p.as_text() for p in self.corpus.get_many(cols)])
-        return (e_q.float() @ e_p.float().T) * self.retriever.score_scale
+            if extra:
+                with torch.no_grad():
+                    e_x = self.retriever.passage_embed([p.as_text() for p in self.corpus.get_many(list(extra))])
+        e_p = e_p.float() if not extra else torch.cat([e_p.float(), e_x.float()])
+        return (e_q.float() @ e_p.T) * self.retriever.score_scale
 
     @torch.no_grad()
     def lm_logliks(self, items, cols, own) -> torch.Tensor:
@@ -214,7 +242,11 @@ class RetrieverObjective:
         if not items:
             zero = sum(p.sum() * 0.0 for p in self.parameters())
             return {"loss": zero}
-        s = self.scores(items, cols)
+        extra = self.extra_negatives(cols, step) if self.random_negatives else []
+        s = self.scores(items, cols, extra)
+        if extra:  # extra columns: never a positive, never an own candidate (so never scored by the LM)
+            none = torch.zeros(len(items), len(extra), dtype=torch.bool)
+            cols, pos, own = cols + extra, torch.cat([pos, none], 1), torch.cat([own, none], 1)
         if step < self.warmup_steps:
             nce = losses.multilabel_nce(s, pos.to(s.device), (~pos).to(s.device))
             return {"loss": nce, "nce": nce}

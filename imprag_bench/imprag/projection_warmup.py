@@ -10,14 +10,13 @@ never contained the passages raw q.k scores favour for every query, and a few hu
 are too few. The paper's joint warmup and self-distillation then start from these projections and adapt
 the whole model (the LM re-learns layer b's attention through J_gen).
 
-The features are cached (keyed by the model, corpus and prompts) so that a resumed run, or another preset of
-the same model, does not recompute them; the fitted weights go to `<out>/projection-warmup.safetensors`.
+The method-independent part (the fit, its idempotent save/load, the feature cache) is shared with
+RA-DIT-Llama's slice retriever: harness.training.projection_fit. This module keeps ImpRAG's feature extraction
+(ImpRAGModel.embed_queries / embed_passages with features=True, queries at the inference offset k * l_max).
+The fitted weights go to `<out>/projection-warmup.safetensors`.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,21 +24,11 @@ import torch
 from tqdm.auto import tqdm
 
 from imprag_bench.harness.assets import log
-from imprag_bench.harness.training import losses as L
+from imprag_bench.harness.training import projection_fit as F
+from imprag_bench.harness.training.projection_fit import ProjectionFitConfig as ProjectionWarmupConfig
 from imprag_bench.imprag.model import ImpRAGModel
 
-
-@dataclass
-class ProjectionWarmupConfig:
-    """Stage-0 settings; `steps` 0 switches the stage off (the paper's recipe)."""
-
-    steps: int = 0
-    lr: float = 3e-3  # the projections alone: a linear model, so a large step is stable (measured 1e-3/3e-3)
-    batch_size: int = 64  # queries per step; every corpus passage is a negative of each
-    seed: int = 0
-    bf16: bool = True  # autocast for the feature pass only; the fit runs in fp32
-    cosine: bool = False  # cosine lr decay to 0 over the steps (constant lr otherwise; dev recall oscillates
-    # along a constant-lr fit, docs/cpu-training.md)
+__all__ = ["ProjectionWarmupConfig", "projection_modules", "features", "fit_projections", "run_stage0"]
 
 
 def projection_modules(model: ImpRAGModel) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -52,76 +41,30 @@ def features(model: ImpRAGModel, prompts: list[str], passages: list[str], offset
              cache_dir: Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Layer-b inputs (fp32) of the prompts' and passages' last tokens, from the current (frozen) weights;
     cached in `cache_dir` under a key of everything they depend on (shared by runs of the same model)."""
-    key = hashlib.sha256(json.dumps([prompts, passages, offset_k, model.b, model.cfg.l_max, bf16,
-                                     float(sum(p.detach().double().sum() for p in model.lm.parameters()))]).encode()).hexdigest()
-    cache = None if cache_dir is None else Path(cache_dir) / f"features-{key[:20]}.pt"
-    if cache is not None and cache.exists():
-        saved = torch.load(cache, weights_only=True)
-        if saved.get("key") == key:
-            return saved["q"], saved["p"]
-    log(f"stage 0: layer-{model.b} features of {len(prompts)} prompts and {len(passages)} passages")
-    xq = model.embed_queries(prompts, 32, k=offset_k, bf16=bf16, features=True)
-    xp = np.concatenate([model.embed_passages(passages[s:s + 1024], 64, bf16, features=True)
-                         for s in tqdm(range(0, len(passages), 1024), desc="stage-0 passage features", unit="x1024")])
-    xq, xp = torch.from_numpy(xq), torch.from_numpy(xp)
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(cache.name + ".tmp")
-        torch.save({"key": key, "q": xq, "p": xp}, tmp)
-        tmp.replace(cache)
-    return xq, xp
+    def compute():
+        log(f"stage 0: layer-{model.b} features of {len(prompts)} prompts and {len(passages)} passages")
+        xq = model.embed_queries(prompts, 32, k=offset_k, bf16=bf16, features=True)
+        xp = np.concatenate([model.embed_passages(passages[s:s + 1024], 64, bf16, features=True)
+                             for s in tqdm(range(0, len(passages), 1024), desc="stage-0 passage features",
+                                           unit="x1024")])
+        return torch.from_numpy(xq), torch.from_numpy(xp)
+    key = [prompts, passages, offset_k, model.b, model.cfg.l_max, bf16, F.weights_sum(model.lm)]
+    return F.cached_features(key, compute, cache_dir)
 
 
 def fit_projections(model: ImpRAGModel, xq: torch.Tensor, xp: torch.Tensor, positives: list[list[int]],
                     cfg: ProjectionWarmupConfig, scale: float) -> list[dict]:
-    """Train q_proj/k_proj in place with multi-label NCE over all passages (rows of `xp`); `positives[i]` are
-    the passage rows of query i (queries without positives are skipped). Returns the loss log."""
-    q_proj, k_proj = projection_modules(model)
-    params = [*q_proj.parameters(), *k_proj.parameters()]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, cfg.steps)) if cfg.cosine else None
-    usable = [i for i, p in enumerate(positives) if p]
-    gen = torch.Generator().manual_seed(cfg.seed)
-    dev = next(q_proj.parameters()).device
-    xq, xp = xq.to(dev), xp.to(dev)
-    logs, order = [], []
-    for step in tqdm(range(cfg.steps), desc="stage-0 projection fit", unit="step"):
-        if len(order) < cfg.batch_size:
-            order += [usable[j] for j in torch.randperm(len(usable), generator=gen).tolist()]
-        idx, order = order[:cfg.batch_size], order[cfg.batch_size:]
-        scores = model.score(model.group_mean(q_proj(xq[idx])), k_proj(xp))
-        loss = L.corpus_nce(scores, [positives[i] for i in idx], scale=scale)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if sched is not None:
-            sched.step()
-        logs.append({"step": step + 1, "loss": round(loss.item(), 5)})
-    return logs
+    """Train layer b's q_proj/k_proj in place (harness.training.projection_fit.fit_projections with ImpRAG's
+    GQA group mean as the query pooling). Returns the loss log."""
+    return F.fit_projections(*projection_modules(model), model.group_mean, xq, xp, positives, cfg, scale)
 
 
 def run_stage0(model: ImpRAGModel, prompts: list[str], positive_ids: list[list[str]], corpus_ids: list[str],
                passage_texts: list[str], cfg: ProjectionWarmupConfig, out: Path, offset_k: int, scale: float,
                cache_dir: Path | None = None) -> None:
-    """Stage 0 end to end, idempotent: loads `<out>/projection-warmup.safetensors` if it exists, else computes
-    the features (cached in `cache_dir`), fits, and saves the projections and `<out>/projection-warmup-log.jsonl`."""
-    from safetensors.torch import load_file, save_file
-
-    if cfg.steps <= 0:
-        return
-    q_proj, k_proj = projection_modules(model)
-    done = out / "projection-warmup.safetensors"
-    if done.exists():
-        state = load_file(str(done))
-        q_proj.load_state_dict({k[2:]: v for k, v in state.items() if k.startswith("q.")})
-        k_proj.load_state_dict({k[2:]: v for k, v in state.items() if k.startswith("k.")})
-        return
-    xq, xp = features(model, prompts, passage_texts, offset_k, cfg.bf16, cache_dir)
-    row = {pid: j for j, pid in enumerate(corpus_ids)}
-    logs = fit_projections(model, xq, xp, [[row[p] for p in ps if p in row] for ps in positive_ids], cfg, scale)
-    (out / "projection-warmup-log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in logs))
-    state = {**{f"q.{k}": v.detach().contiguous() for k, v in q_proj.state_dict().items()},
-             **{f"k.{k}": v.detach().contiguous() for k, v in k_proj.state_dict().items()}}
-    tmp = out / "projection-warmup.tmp.safetensors"
-    save_file(state, str(tmp))
-    tmp.replace(done)
+    """Stage 0 end to end, idempotent (harness.training.projection_fit.run_fit): loads
+    `<out>/projection-warmup.safetensors` if it exists, else computes the features (cached in `cache_dir`),
+    fits, and saves the projections and `<out>/projection-warmup-log.jsonl`."""
+    F.run_fit(*projection_modules(model), model.group_mean,
+              lambda: features(model, prompts, passage_texts, offset_k, cfg.bf16, cache_dir),
+              positive_ids, corpus_ids, cfg, Path(out), scale)

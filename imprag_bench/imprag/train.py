@@ -104,18 +104,18 @@ def run(cfg: ImpRAGTrainConfig) -> Path:
 
 
 def stage0_inputs(items: list) -> tuple[list[str], list[list[str]]]:
-    """(prompts, positive passage ids) of the retrieval items, one per question in id order: independent of
-    the mix order, so presets share the cached stage-0 features."""
-    first = {it.id: it for it in items if it.kind == "retrieval"}
-    ret = [first[k] for k in sorted(first)]
-    return [it.prompt for it in ret], [list(it.candidates.positives) for it in ret]
+    """(prompts, positive passage ids) of the retrieval items, one per question in id order (shared with
+    RA-DIT-Llama's stage 0: harness.training.projection_fit.fit_inputs)."""
+    from imprag_bench.harness.training.projection_fit import fit_inputs
+
+    return fit_inputs(items)
 
 
 def projection_fit(objective, items: list, corpus, cfg: dict, n_steps: int, work: Path, dst: Path,
                    skip_if: Path | None = None) -> Path:
     """Fit layer b's q_proj/k_proj against the whole corpus on the current model's frozen features
-    (imprag_bench.imprag.projection_warmup; idempotent) and save the model to `dst` (not when `skip_if` exists: the joint
-    training already started from this fit)."""
+    (imprag_bench.imprag.projection_warmup on the shared harness.training.projection_fit; idempotent) and save
+    the model to `dst` (not when `skip_if` exists: the joint training already started from this fit)."""
     from imprag_bench.harness.assets import cache_root
     from imprag_bench.imprag.projection_warmup import ProjectionWarmupConfig, run_stage0
 

@@ -7,7 +7,8 @@ pooling, computed here from Hugging Face's own forward (independently of imprag/
 - query E_q: pre-RoPE query (q_proj) at layer b of the query's last token, the query heads of each GQA group
   averaged -> [n_kv_heads * head_dim]; the query starts at position 0 (a separate retriever has no passages
   before the prompt; with pre-RoPE vectors and relative RoPE in layers 0..b-1 an offset changes nothing);
-- score: plain dot product (training multiplies by `score_scale` = 1/sqrt(head_dim)).
+- score: plain dot product (training may multiply it by a scale: RATrainConfig.score_scale, 1 as in Eq. 3
+  or the attention's own 1/sqrt(head_dim) of the CPU recipe).
 The copy keeps layers 0..b and runs them all (layer b's output is unused: one layer of waste buys HF's own
 forward as the implementation). The index is built with bf16 autocast where asked (bound in the manifest).
 The copy is saved as an ordinary HF causal-LM folder with num_hidden_layers = b + 1 plus `retriever.json`;
@@ -102,7 +103,8 @@ class LMSliceEncoder(nn.Module):
 
     @property
     def score_scale(self) -> float:
-        """Training multiplies raw dot products by 1/sqrt(head_dim) (raw |s| ~ 10 at init)."""
+        """The attention's own scale 1/sqrt(head_dim) (raw |s| ~ 10 at init); training uses it only where its
+        config says so (`TrainableRetriever(score_scale=...)`, RATrainConfig.score_scale)."""
         return self.head_dim ** -0.5
 
     @property
@@ -121,29 +123,52 @@ class LMSliceEncoder(nn.Module):
         last = mask.shape[1] - 1 - mask.flip(-1).long().argmax(-1)
         return self.hf.model.layers[self.b].input_layernorm(h[torch.arange(h.shape[0], device=h.device), last])
 
-    def passage_embed(self, texts: list[str]) -> Tensor:
-        """E_p [n, d] with gradients: passages cut to l_max tokens, right-padded, from position 0."""
+    def passage_features(self, texts: list[str]) -> Tensor:
+        """Layer b's normalised inputs [n, hidden] of the passages' last tokens (E_p = k_proj of them):
+        passages cut to l_max tokens, right-padded, from position 0."""
         toks = [s[: self.l_max] or [self.pad_id] for s in self._token_ids(texts)]
         ids, mask = pad(toks, self.pad_id, "right")
-        x = self._layer_b_input(ids.to(self.device), mask.to(self.device))
-        return self.hf.model.layers[self.b].self_attn.k_proj(x)
+        return self._layer_b_input(ids.to(self.device), mask.to(self.device))
 
-    def query_embed(self, texts: list[str]) -> Tensor:
-        """E_q [n, d] with gradients; queries are truncated to their last 512 tokens."""
+    def query_features(self, texts: list[str]) -> Tensor:
+        """Layer b's normalised inputs [n, hidden] of the queries' last tokens (E_q = pooled q_proj of them);
+        queries are truncated to their last 512 tokens, left-padded."""
         toks = [s[-512:] or [self.pad_id] for s in self._token_ids(texts)]
         ids, mask = pad(toks, self.pad_id, "left")
-        q = self.hf.model.layers[self.b].self_attn.q_proj(self._layer_b_input(ids.to(self.device), mask.to(self.device)))
+        return self._layer_b_input(ids.to(self.device), mask.to(self.device))
+
+    @property
+    def projections(self) -> tuple[nn.Module, nn.Module]:
+        """Layer b's q_proj and k_proj (what stage 0 / refit fit)."""
+        attn = self.hf.model.layers[self.b].self_attn
+        return attn.q_proj, attn.k_proj
+
+    def group_mean(self, q: Tensor) -> Tensor:
+        """[n, H_q*d] query heads -> [n, H_kv*d], averaging the heads of each GQA group."""
         return q.view(q.shape[0], self.n_kv, self.group, self.head_dim).mean(2).reshape(q.shape[0], -1)
 
+    def passage_embed(self, texts: list[str]) -> Tensor:
+        """E_p [n, d] with gradients: pre-RoPE k_proj of `passage_features`."""
+        return self.projections[1](self.passage_features(texts))
+
+    def query_embed(self, texts: list[str]) -> Tensor:
+        """E_q [n, d] with gradients: GQA-group-mean pre-RoPE q_proj of `query_features`."""
+        return self.group_mean(self.projections[0](self.query_features(texts)))
+
     @torch.no_grad()
-    def _encode(self, fn, texts: list[str], batch_size: int, bf16: bool) -> np.ndarray:
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+    def _encode(self, fn, texts: list[str], batch_size: int, bf16: bool, width: int | None = None) -> np.ndarray:
+        out = np.zeros((len(texts), width or self.dim), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # length-sorted batches: less padding
         for s in range(0, len(order), batch_size):
             idx = order[s:s + batch_size]
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
                 out[idx] = fn([texts[i] for i in idx]).float().cpu().numpy()
         return out
+
+    def encode_features(self, texts: list[str], kind: str, batch_size: int = 32, bf16: bool = False) -> np.ndarray:
+        """Layer-b features [n, hidden] of queries (`kind` "query") or passages ("passage"), no gradient."""
+        fn = {"query": self.query_features, "passage": self.passage_features}[kind]
+        return self._encode(fn, texts, batch_size, bf16, self.hf.config.hidden_size)
 
     def encode_passages(self, texts: list[str], batch_size: int = 32, bf16: bool = False) -> np.ndarray:
         return self._encode(self.passage_embed, texts, batch_size, bf16)

@@ -41,9 +41,11 @@ ADDITIONS = {
                         "sentence generation); the paper's hub sets (oasst1, CoQA, ...) are not available offline",
     "stage0": "before joint training, layer b's q/k projections are fitted with Eq. 3 against the whole corpus on "
               "frozen features: small batches never contain the 'hub' passages raw q.k favours",
-    "refit": "after joint training the q/k projections are fitted again on the trained model's features",
+    "refit": "after training the q/k projections are fitted again on the trained model's features (ImpRAG: after "
+             "the joint training; RA-DIT-Llama: after its retriever stage, before the reader stage)",
     "random-negatives": "16 random corpus passages per step as extra stop-grad negatives",
-    "retriever-lr-scale": "the retriever's own weights (layers 0..b-1, layer b's norm and q/k) train at 0.1x lr",
+    "retriever-lr-scale": "the retriever's own weights train at 0.1x lr (ImpRAG: layers 0..b-1, layer b's norm and "
+                          "q/k; RA-DIT-Llama: its whole layers-0..b copy, every weight of which is the retriever's)",
     "attention-scale": "retrieval scores are multiplied by 1/sqrt(head_dim) in the losses (Eq. 3 has no scale)",
     "own-teacher": "in self-distillation the LM scores only each query's own candidates (P_T = 0 on in-batch "
                    "negatives); the paper scores every candidate in C",
