@@ -1,0 +1,101 @@
+"""The headline command (`imprag-bench reproduce`) on a tiny scale: killed during training and again during
+evaluation, the same command continues and ends with the files of an uninterrupted run; and its outputs
+(paired statistics, figure, manifest, costs, report) are there."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.tiny import byte_tokenizer, tiny_llama
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def command(out: Path, model: Path, costs: bool = False) -> list[str]:
+    small = [f"model={model}", "corpus_limit=200"]
+    return [sys.executable, "-m", "imprag_bench.harness.cli", "reproduce", "--preset", "smoke", "--out", str(out),
+            "--systems", "closed-book", "bm25", "ra-dit-llama", "imprag",
+            "--train-set", *small, "steps=6", "ckpt_every=1", "batch_size=4", "retriever_steps=2", "bf16=false",
+            "train_fewshot=0", "max_prompt_tokens=48", "max_target_tokens=8",
+            "--run-set", *small, "n=3", "tasks=[nq,aida]", "max_new_tokens=3", "fewshot=1",
+            *([] if costs else ["--no-costs"])]
+
+
+def start(cmd: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+
+
+def kill_when(proc: subprocess.Popen, ready, what: str, timeout: float = 600) -> None:
+    """SIGKILL the whole process group once `ready()` holds (fails if the run ends first)."""
+    t0 = time.time()
+    while not ready():
+        assert proc.poll() is None, f"the run ended before {what}: {proc.stderr.read()[-2000:]}"
+        assert time.time() - t0 < timeout, f"timed out waiting for {what}"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def training_started(out: Path) -> bool:
+    states = list((out / "train").glob("*/**/checkpoint/trainer_state.json"))
+    return any(json.loads(p.read_text())["step"] >= 1 for p in states if p.stat().st_size)
+
+
+def evaluation_started(out: Path) -> bool:
+    return any(p.stat().st_size for p in (out / "preds").glob("*/*.jsonl")) if (out / "preds").exists() else False
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tiny_llama(n_layers=4).save_pretrained(folder)
+    byte_tokenizer().save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.integration
+def test_killed_in_training_and_in_evaluation_the_rerun_ends_with_the_same_files(tmp_path, model):
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    done = start(command(whole, model))
+    assert done.wait(timeout=1200) == 0, done.stderr.read()[-3000:]
+    kill_when(start(command(cut, model)), lambda: training_started(cut), "training started")
+    assert not (cut / "leaderboard.csv").exists()
+    kill_when(start(command(cut, model)), lambda: evaluation_started(cut), "evaluation started")
+    last = start(command(cut, model))
+    assert last.wait(timeout=1200) == 0, last.stderr.read()[-3000:]
+    for name in ("leaderboard.csv", "paired.csv"):
+        assert (cut / name).read_bytes() == (whole / name).read_bytes(), name
+    preds = sorted(p.relative_to(whole) for p in (whole / "preds").glob("*/*.jsonl"))
+    assert len(preds) == 8 and all((cut / p).read_bytes() == (whole / p).read_bytes() for p in preds)
+    manifest = json.loads((cut / "manifest.json").read_text())
+    assert {"train:imprag", "train:ra-dit-llama", "eval", "stats"} <= set(manifest["wall_s"])
+    assert len(manifest["commands_before"]) == 0 and manifest["machine"]["cpu_model"]
+    assert manifest["systems"]["imprag"]["recipe"] == "paper" and manifest["systems"]["imprag"]["checkpoint_sha256"]
+
+
+@pytest.mark.integration
+def test_outputs_of_the_headline_command(tmp_path, model):
+    out = tmp_path / "run"
+    proc = start(command(out, model, costs=True))
+    assert proc.wait(timeout=1200) == 0, proc.stderr.read()[-3000:]
+    paired = pd.read_csv(out / "paired.csv")
+    assert set(paired["reference"]) == {"imprag"}
+    assert set(paired["baseline"]) == {"closed-book", "bm25", "ra-dit-llama"}
+    assert {"nq", "aida", "ALL:seen", "ALL:unseen-format", "ALL:all"} <= set(paired["scope"])
+    costs = pd.read_csv(out / "costs.csv").set_index("system")
+    assert set(costs.index) == {"closed-book", "bm25", "ra-dit-llama", "imprag"}
+    assert costs.loc["imprag", "params_retriever"] == 0 and costs.loc["ra-dit-llama", "params_retriever"] > 0
+    assert json.loads(costs.loc["imprag", "stage_s_per_example"]).keys() >= {"bottom", "reading", "decoding"}
+    assert (costs["threads"] == 1).all() and costs["k"].nunique() == 1
+    config = json.loads((out / "config.json").read_text())
+    specs = {s["label"]: s for s in config["systems"]}
+    assert specs["bm25"]["passage_tokens"] == 64 and specs["ra-dit-llama"]["passage_tokens"] == 64
+    assert (out / "headline.png").stat().st_size > 0 and "paired" in (out / "report.html").read_text()
