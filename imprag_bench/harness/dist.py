@@ -7,7 +7,7 @@ it works whatever backend the default group uses (NCCL for training on GPUs) and
 to train a large FAISS index is not killed by the default 10-30 minute collective timeout. If one rank
 fails, torchrun stops the others, so a long timeout does not turn a crash into a hang.
 
-(The training loop has its own `world()` in imprag_bench/imprag/trainer.py; the two agree on rank/world.)
+The training loop (harness.training.loop.world) reads rank and world size from here too.
 """
 from __future__ import annotations
 

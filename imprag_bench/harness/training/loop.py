@@ -25,6 +25,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
+from imprag_bench.harness import dist as dist_env
 from imprag_bench.harness.assets import log
 
 
@@ -55,12 +56,12 @@ class Objective(Protocol):
 
 
 def world() -> tuple[int, int]:
-    """(rank, world size); starts the process group when launched by torchrun."""
-    if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+    """(rank, world size) as harness.dist reads them from torchrun's environment; under torchrun the default
+    process group (NCCL on GPUs, gloo on CPU) is started here for the gradient all-reduce."""
+    rank, size = dist_env.rank_world()
+    if size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return rank, size
 
 
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
