@@ -109,6 +109,8 @@ def _matches(value, hint) -> bool:
 def _type_name(hint) -> str:
     if typing.get_origin(hint) is typing.Literal:
         return "one of " + ", ".join(map(repr, typing.get_args(hint)))
+    if isinstance(hint, type):
+        return hint.__name__
     return str(hint).replace("typing.", "")
 
 
