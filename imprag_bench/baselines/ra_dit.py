@@ -236,12 +236,13 @@ def run_ra_dit(cfg: dict) -> Path:
 
 
 def slice_score_scale(value: float | str, head_dim: int) -> float:
-    """The factor the slice's scores get in training: a number, or "1/sqrt(head_dim)" (the attention's own)."""
-    if value == "1/sqrt(head_dim)":
-        return head_dim ** -0.5
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-        return float(value)
-    raise UserError(f"score_scale={value!r}: expected a positive number or '1/sqrt(head_dim)'")
+    """The factor the slice's scores get in training (harness.training.losses.score_scale), as a UserError."""
+    from imprag_bench.harness.training.losses import score_scale
+
+    try:
+        return score_scale(value, head_dim)
+    except ValueError as e:
+        raise UserError(str(e)) from None
 
 
 def _slice_fit(cfg: dict, enc, mix, corpus, n_steps: int, work: Path) -> None:

@@ -38,7 +38,7 @@ import pandas as pd
 
 from imprag_bench.harness.errors import UserError
 from imprag_bench.harness.io import atomic_write
-from imprag_bench.harness.report import ALL, GROUP_ORDER, REQUIRED, TASK_ORDER, _order, read_records
+from imprag_bench.harness.report import ALL, GROUP_ORDER, TASK_ORDER, _order, read_records, records_frame
 
 METRICS = ("em", "recall")
 COLUMNS = ["reference", "baseline", "scope", "group", "metric", "n", "n_tasks", "ref", "other", "delta",
@@ -67,14 +67,7 @@ def boot_sums(d: np.ndarray, n_boot: int, rng: np.random.Generator, chunk_elems:
 
 
 def _frame(records: Sequence[dict]) -> pd.DataFrame:
-    if not records:
-        raise UserError("no records to compare")
-    for i, r in enumerate(records):
-        missing = [k for k in REQUIRED if k not in r]
-        if missing:
-            raise UserError(f"record {i} ({r.get('system')!r}, {r.get('task')!r}, {r.get('id')!r}) "
-                            f"is missing key(s) {', '.join(missing)}")
-    df = pd.DataFrame([{k: r[k] for k in REQUIRED} for r in records])
+    df = records_frame(records, "compare")
     df["id"] = df["id"].astype(str)
     df["em"] = pd.to_numeric(df["em"], errors="raise").astype(float)
     df["recall"] = pd.to_numeric(df["recall"], errors="coerce")

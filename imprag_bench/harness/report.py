@@ -129,6 +129,18 @@ def _order(values: Iterable[str], canonical: Sequence[str]) -> list[str]:
     return [v for v in canonical if v in vals] + sorted(vals - set(canonical))
 
 
+def records_frame(records: Sequence[dict], what: str) -> pd.DataFrame:
+    """The REQUIRED fields of per-example records as a frame; a record missing one is a UserError naming it."""
+    if not records:
+        raise UserError(f"no records to {what}")
+    for i, r in enumerate(records):
+        missing = [k for k in REQUIRED if k not in r]
+        if missing:
+            raise UserError(f"record {i} ({r.get('system')!r}, {r.get('task')!r}, {r.get('id')!r}) "
+                            f"is missing key(s) {', '.join(missing)}")
+    return pd.DataFrame([{k: r[k] for k in REQUIRED} for r in records])
+
+
 def leaderboard(records: Sequence[dict], n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Long-format leaderboard: one row per (system, task), then per (system, group) and "ALL:all".
 
@@ -140,14 +152,7 @@ def leaderboard(records: Sequence[dict], n_boot: int = 1000, seed: int = 0) -> p
     resamples, stratified by task on group rows (task sizes stay fixed); deterministic for a given seed,
     and each row's interval depends only on its own examples. Systems are sorted, tasks in paper order.
     """
-    if not records:
-        raise UserError("no records to report")
-    for i, r in enumerate(records):
-        missing = [k for k in REQUIRED if k not in r]
-        if missing:
-            raise UserError(f"record {i} ({r.get('system')!r}, {r.get('task')!r}, {r.get('id')!r}) "
-                            f"is missing key(s) {', '.join(missing)}")
-    df = pd.DataFrame([{k: r[k] for k in REQUIRED} for r in records])
+    df = records_frame(records, "report")
     df["recall"] = pd.to_numeric(df["recall"], errors="coerce")
     tasks = _order(df["task"], TASK_ORDER)
     groups = _order(df["group"], GROUP_ORDER)

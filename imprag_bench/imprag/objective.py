@@ -40,6 +40,7 @@ from imprag_bench.imprag.model import ImpRAGModel, pad
 from imprag_bench.harness.training.negatives import random_passages
 from imprag_bench.harness.training.data import target_text
 from imprag_bench.harness.training.loop import gather_candidates, warmup_steps
+from imprag_bench.harness.training.losses import score_scale
 
 CONFIG_FILE = "imprag_config.json"
 
@@ -268,12 +269,3 @@ class ImpRAGObjective:
         missing = [k for k in missing if not (tied and k == "lm_head.weight")]
         if missing or unexpected:
             raise RuntimeError(f"{folder}: checkpoint mismatch: missing={missing} unexpected={unexpected}")
-
-
-def score_scale(value: float | str, head_dim: int) -> float:
-    """The factor retrieval scores get in the losses: a number, or "1/sqrt(head_dim)" (the attention's own)."""
-    if value == "1/sqrt(head_dim)":
-        return head_dim ** -0.5
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-        return float(value)
-    raise ValueError(f"score_scale={value!r}: expected a positive number or '1/sqrt(head_dim)'")

@@ -67,3 +67,12 @@ def sequence_loglik(logits: torch.Tensor, labels: torch.Tensor, ignore_index: in
     keep = tgt != ignore_index
     tok = logp.gather(-1, tgt.clamp_min(0).unsqueeze(-1)).squeeze(-1)
     return (tok * keep).sum(-1)
+
+
+def score_scale(value: float | str, head_dim: int) -> float:
+    """The factor retrieval scores get in the losses (ImpRAG's and RA-DIT-Llama's): a number, or "1/sqrt(head_dim)" (the attention's own)."""
+    if value == "1/sqrt(head_dim)":
+        return head_dim ** -0.5
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    raise ValueError(f"score_scale={value!r}: expected a positive number or '1/sqrt(head_dim)'")
