@@ -36,18 +36,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from imprag_bench.harness.assets import cache_root, log
 from imprag_bench.harness.errors import UserError
-from imprag_bench.harness.registry import SYSTEMS, TRAINERS
-from imprag_bench.harness.hardware import use_bf16
+from imprag_bench.harness.registry import TRAINERS
 from imprag_bench.harness.training.config import SharedTrainConfig, default_out, resolve_bf16
 from imprag_bench.harness.training.trainer import Trainer
-from imprag_bench.baselines.systems import RetrieveRead
 
 
 
@@ -302,79 +300,3 @@ TRAINERS.add("ra-dit", Trainer("ra-dit", RATrainConfig, run_ra_dit,
 TRAINERS.add("ra-dit-llama", Trainer("ra-dit-llama", RATrainConfig, run_ra_dit_llama,
                                      "RA-DIT-Llama: LM layers 0..b copy as retriever (NCE + distillation), "
                                      "then RA-IT reader"))
-
-
-# ---- systems ---------------------------------------------------------------------------------------------
-def checkpoint_retriever(folder: str | Path, corpus, ctx):
-    """The retriever saved in a trained baseline's checkpoint (`<checkpoint>/retriever`)."""
-    from imprag_bench.harness.dense import DenseRetriever
-    from imprag_bench.baselines.retrievers.lm_slice import LMSliceRetriever
-
-    rdir = Path(folder) / "retriever"
-    meta_path = rdir / "retriever.json"
-    if not meta_path.is_file():
-        raise UserError(f"{folder}: no retriever/retriever.json; is it a checkpoint of a trained RA baseline?")
-    meta = json.loads(meta_path.read_text())
-    factory = ctx.opt("index", "Flat")
-    if meta.get("kind") == "lm-slice":
-        return LMSliceRetriever(corpus, ctx.cache_dir, rdir, factory=factory, device=ctx.opt("device", "cpu"),
-                                bf16=use_bf16(ctx.opt("bf16", "auto"), ctx.opt("device", "cpu")))
-    if "encoder" in meta:  # RA-IT: an off-the-shelf encoder by name
-        return DenseRetriever(corpus, ctx.cache_dir, encoder=meta["encoder"], factory=factory)
-    return DenseRetriever(corpus, ctx.cache_dir, encoder=str(rdir), factory=factory)
-
-
-class TrainedRetrieveRead(RetrieveRead):
-    """RetrieveRead whose reader reads passages cut to the budget it was trained with (the checkpoint's
-    `ra_config.json` passage_tokens = the preset's l_max) unless the run gives `passage_tokens`."""
-
-    def __init__(self, options: dict, make_retriever, checkpoint: str):
-        super().__init__(options, make_retriever)
-        from imprag_bench.baselines.ra_objectives import CONFIG_FILE
-
-        path = Path(checkpoint) / CONFIG_FILE
-        saved = json.loads(path.read_text()) if path.is_file() else {}
-        self.defaults = {k: saved[k] for k in ("passage_tokens",) if k in saved}
-
-    def prepare(self, corpus, ctx) -> None:
-        super().prepare(corpus, replace(ctx, options={**self.defaults, **ctx.options}))
-
-
-def _system(label: str):
-    def factory(options: dict) -> RetrieveRead:
-        ck = options.get("checkpoint")
-        if not ck:
-            raise UserError(f"system {label} needs checkpoint=<folder>: train it first with "
-                            f"'imprag-bench train {label} --preset quick'")
-        if not os.path.isdir(ck):
-            raise UserError(f"{label}: checkpoint {ck} is not a folder")
-        return TrainedRetrieveRead({"label": label, **options},
-                                   lambda corpus, ctx: checkpoint_retriever(ck, corpus, ctx), ck)
-    return factory
-
-
-from imprag_bench.baselines.systems import INDEX, QUERY  # noqa: E402  (kept beside the systems they declare)
-from imprag_bench.harness.options import BF16  # noqa: E402
-from imprag_bench.harness.options import Option  # noqa: E402
-
-RA_OPTIONS = {  # imprag_bench.harness.options: what the trained baselines accept beyond the run-wide settings
-    "checkpoint": Option(str, None, "the trained model: OUT/reader/checkpoint of "
-                         "`imprag-bench train ra-it|ra-dit|ra-dit-llama --out OUT`", folder=True, required=True),
-    "query": QUERY,
-    "passage_tokens": Option(int, None, "passage budget in tokens (default: the one it was trained with)", min=1),
-    "index": INDEX,
-    "bf16": BF16,
-}
-
-
-def _register(name: str, doc: str) -> None:
-    f = _system(name)
-    f.__doc__ = doc
-    f.options = RA_OPTIONS
-    SYSTEMS.add(name, f)
-
-
-_register("ra-it", "RA-IT: trained reader + off-the-shelf dense top-k in context (checkpoint=..., query=prompt|oracle)")
-_register("ra-dit", "RA-DIT: LM-distilled dense retriever + trained reader (checkpoint=..., query=prompt|oracle)")
-_register("ra-dit-llama", "RA-DIT-Llama: LM layers 0..b copy as retriever + trained reader (checkpoint=..., "
-                          "query=prompt|oracle)")
