@@ -44,9 +44,13 @@ def features(model: ImpRAGModel, prompts: list[str], passages: list[str], offset
     def compute():
         log(f"stage 0: layer-{model.b} features of {len(prompts)} prompts and {len(passages)} passages")
         xq = model.embed_queries(prompts, 32, k=offset_k, bf16=bf16, features=True)
-        xp = np.concatenate([model.embed_passages(passages[s:s + 1024], 64, bf16, features=True)
-                             for s in tqdm(range(0, len(passages), 1024), desc="stage-0 passage features",
-                                           unit="x1024")])
+        bar = tqdm(total=len(passages), desc="stage-0 passage features", unit="passage", mininterval=2.0)
+        parts = []
+        for s in range(0, len(passages), 128):  # the bar moves every 128 passages (seconds, not minutes)
+            parts.append(model.embed_passages(passages[s:s + 128], 64, bf16, features=True))
+            bar.update(len(parts[-1]))
+        bar.close()
+        xp = np.concatenate(parts)
         return torch.from_numpy(xq), torch.from_numpy(xp)
     key = [prompts, passages, offset_k, model.b, model.cfg.l_max, bf16, F.weights_sum(model.lm)]
     return F.cached_features(key, compute, cache_dir)

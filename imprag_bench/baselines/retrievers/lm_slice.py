@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from imprag_bench.harness.corpus import Corpus
 from imprag_bench.harness.index import build_index
@@ -156,19 +157,23 @@ class LMSliceEncoder(nn.Module):
         return self.group_mean(self.projections[0](self.query_features(texts)))
 
     @torch.no_grad()
-    def _encode(self, fn, texts: list[str], batch_size: int, bf16: bool, width: int | None = None) -> np.ndarray:
+    def _encode(self, fn, texts: list[str], batch_size: int, bf16: bool, width: int | None = None,
+                desc: str | None = None) -> np.ndarray:
         out = np.zeros((len(texts), width or self.dim), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # length-sorted batches: less padding
+        bar = tqdm(total=len(texts), desc=desc, unit="text", mininterval=2.0, disable=desc is None)
         for s in range(0, len(order), batch_size):
             idx = order[s:s + batch_size]
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
                 out[idx] = fn([texts[i] for i in idx]).float().cpu().numpy()
+            bar.update(len(idx))
+        bar.close()
         return out
 
     def encode_features(self, texts: list[str], kind: str, batch_size: int = 32, bf16: bool = False) -> np.ndarray:
         """Layer-b features [n, hidden] of queries (`kind` "query") or passages ("passage"), no gradient."""
         fn = {"query": self.query_features, "passage": self.passage_features}[kind]
-        return self._encode(fn, texts, batch_size, bf16, self.hf.config.hidden_size)
+        return self._encode(fn, texts, batch_size, bf16, self.hf.config.hidden_size, f"slice layer-b {kind} features")
 
     def encode_passages(self, texts: list[str], batch_size: int = 32, bf16: bool = False) -> np.ndarray:
         return self._encode(self.passage_embed, texts, batch_size, bf16)
