@@ -283,3 +283,25 @@ def main(argv: Iterable[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def markdown_deltas(df: pd.DataFrame, metric: str = "em", baselines: Sequence[str] | None = None) -> str:
+    """The README's paired table from paired.csv: one row per baseline, one column per group, cells
+    "delta [lo, hi]" (reference minus baseline, %), starred where the interval excludes 0."""
+    rows = df[(df["metric"] == metric) & df["scope"].astype(str).str.startswith("ALL:")]
+    groups = [g for g in (*GROUP_ORDER, ALL) if f"ALL:{g}" in set(rows["scope"])]
+    order = list(baselines) if baselines else sorted(set(rows["baseline"]))
+    table = rows.set_index(["baseline", "scope"])
+    lines = ["| reference − baseline | " + " | ".join(groups) + " |", "|---" * (len(groups) + 1) + "|"]
+    for b in order:
+        cells = []
+        for g in groups:
+            key = (b, f"ALL:{g}")
+            if key not in table.index:
+                cells.append("–")
+                continue
+            r = table.loc[key]
+            star = "*" if str(r["significant"]).lower() == "true" else ""
+            cells.append(f"{r['delta']:+.1f}{star} [{r['lo']:+.1f}, {r['hi']:+.1f}]")
+        lines.append(f"| {b} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -192,3 +192,20 @@ def merge(paths: Sequence[str | os.PathLike], out_csv: str | os.PathLike, n_boot
     df = leaderboard(read_records(paths), n_boot=n_boot, seed=seed)
     write_csv(df, out_csv)
     return df
+
+
+def markdown_groups(df: pd.DataFrame, systems: Sequence[str] | None = None) -> str:
+    """The README's results table from a leaderboard: one row per system, one column per group, cells
+    "EM [lo, hi] (recall)" in %, so that a README table can be regenerated from (and checked against) the CSV."""
+    groups = [g for g in (*GROUP_ORDER, ALL) if f"ALL:{g}" in set(df["task"])]
+    rows = df[df["task"].isin([f"ALL:{g}" for g in groups])].set_index(["system", "task"])
+    order = list(systems) if systems else sorted({s for s, _ in rows.index})
+    lines = ["| system | " + " | ".join(groups) + " |", "|---" * (len(groups) + 1) + "|"]
+    for s in order:
+        cells = []
+        for g in groups:
+            r = rows.loc[(s, f"ALL:{g}")]
+            cell = f"{r['em']:.1f} [{r['em_lo']:.1f}, {r['em_hi']:.1f}]"
+            cells.append(cell + (f" ({r['recall']:.1f})" if pd.notna(r["recall"]) else ""))
+        lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
