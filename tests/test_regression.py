@@ -35,3 +35,17 @@ def test_readme_presets_table_names_every_addition():
     assert all(f"`{a}`" in table for a in carried), sorted(a for a in carried if f"`{a}`" not in table)
     assert all(not cfg.additions for name in TRAINERS.names() for b, cfg in TRAINERS.get(name).presets.items()
                if b == "paper")
+
+
+def test_readme_headline_tables_are_generated_from_the_committed_csvs():
+    import pandas as pd
+
+    from imprag_bench.harness.paired import markdown_deltas
+    from imprag_bench.harness.report import markdown_groups
+    run = ROOT / "results" / "headline-smoke"
+    systems = ["closed-book", "bm25", "dense", "ra-it", "ra-dit-llama", "imprag"]
+    readme = (ROOT / "README.md").read_text()
+    paired = pd.read_csv(run / "paired.csv")
+    assert markdown_groups(pd.read_csv(run / "leaderboard.csv"), systems) in readme
+    assert markdown_deltas(paired, "em", systems[:-1]) in readme
+    assert markdown_deltas(paired, "recall", systems[1:-1]) in readme
