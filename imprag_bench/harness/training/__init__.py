@@ -6,6 +6,7 @@
 - `mix`: the training mix (retrieval items, instruction items, plain text);
 - `data`: the seen tasks' examples, cached pseudo-labels and demonstrations: one builder for every system;
 - `negatives`: random corpus negatives (a CPU-budget option);
+- `projection_fit`: fitting an LM-layer retriever's q/k projections against the whole corpus (stage 0, refit);
 - `projection_fit`: stage 0 / refit (a CPU-budget option): a retriever's layer-b q/k fitted against the whole
   corpus on frozen features (ImpRAG and RA-DIT-Llama bring their own features);
 - `config`: training presets as data (presets/train/*.yaml) loaded into typed configs;
