@@ -44,7 +44,8 @@ import torch
 from imprag_bench.harness.assets import cache_root, log
 from imprag_bench.harness.errors import UserError
 from imprag_bench.harness.registry import TRAINERS
-from imprag_bench.harness.training.config import SharedTrainConfig, default_out, resolve_bf16
+from imprag_bench.harness.hardware import use_bf16
+from imprag_bench.harness.training.config import SharedTrainConfig, default_out
 from imprag_bench.harness.training.trainer import Trainer
 
 
@@ -139,7 +140,7 @@ def train_reader(cfg: dict, corpus, mix, retriever, out: Path, system: str, retr
     contexts = retrieved_contexts(mix, retriever, corpus, k)
     model, tok = load_lm(cfg["model"], device=cfg["device"])
     obj = ReaderObjective(model, tok, contexts, int(cfg["l_max"]), int(cfg["max_prompt_tokens"]),
-                          int(cfg["max_target_tokens"]), resolve_bf16(cfg["bf16"], cfg["device"]),
+                          int(cfg["max_target_tokens"]), use_bf16(cfg["bf16"], cfg["device"]),
                           retriever_folder=retriever_folder, retriever_pointer=retriever_pointer,
                           meta={"system": system, "base_model": cfg["model"], "k_train": k})
     tc = _train_cfg(cfg, out / "reader", "reader", len(mix))
@@ -159,7 +160,7 @@ def train_retriever(cfg: dict, corpus, mix, trainable, lm, tok, out: Path, warmu
                              passage_tokens=int(cfg["l_max"]), max_prompt_tokens=int(cfg["max_prompt_tokens"]),
                              max_target_tokens=int(cfg["max_target_tokens"]), tau_t=float(cfg["tau_t"]),
                              inbatch=bool(cfg["inbatch"]), lm_batch=int(cfg["lm_batch"]),
-                             bf16=resolve_bf16(cfg["bf16"], cfg["device"]), **extra)
+                             bf16=use_bf16(cfg["bf16"], cfg["device"]), **extra)
     log(f"retriever stage: {tc.steps} steps x {tc.batch_size} over {len(items)} retrieval items "
         f"({obj.warmup_steps} NCE warm-up steps, then distillation)")
     return train(obj, items, tc)
@@ -249,7 +250,7 @@ def _slice_fit(cfg: dict, enc, mix, corpus, n_steps: int, work: Path) -> None:
     from imprag_bench.harness.training.projection_fit import ProjectionFitConfig
 
     fit = ProjectionFitConfig(n_steps, float(cfg["stage0_lr"]), seed=int(cfg["seed"]),
-                              bf16=resolve_bf16(cfg["bf16"], cfg["device"]))
+                              bf16=use_bf16(cfg["bf16"], cfg["device"]))
     fit_slice(enc, mix, corpus.ids, corpus.texts, fit, work, slice_score_scale(cfg["score_scale"], enc.head_dim),
               _cache(cfg) / "ra-dit-llama-stage0")
 
@@ -289,7 +290,7 @@ def run_ra_dit_llama(cfg: dict) -> Path:
     return _tuned_retriever_then_reader(
         cfg, "ra-dit-llama", trainable, float(cfg["warmup_share"]), float(cfg.get("slice_lr") or cfg["lr"]),
         lambda corpus, rdir: LMSliceRetriever(corpus, _cache(cfg), rdir, device=cfg["device"],
-                                              bf16=resolve_bf16(cfg["bf16"], cfg["device"])),
+                                              bf16=use_bf16(cfg["bf16"], cfg["device"])),
         before=before, after=after, objective=objective)
 
 

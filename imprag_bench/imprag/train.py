@@ -25,7 +25,8 @@ from pathlib import Path
 import torch
 
 from imprag_bench.harness.registry import TRAINERS
-from imprag_bench.harness.training.config import SharedTrainConfig, default_out, resolve_bf16
+from imprag_bench.harness.hardware import use_bf16
+from imprag_bench.harness.training.config import SharedTrainConfig, default_out
 from imprag_bench.harness.training.data import training_items
 from imprag_bench.harness.training.loop import TrainConfig, train_in_stages, world
 from imprag_bench.harness.training.trainer import Trainer
@@ -68,7 +69,7 @@ def build_objective(cfg: ImpRAGTrainConfig, corpus) -> ImpRAGObjective:
                                               passage_encoding=cfg["passage_encoding"]))
     # every objective setting has a training-config key of the same name (checked by a test)
     ocfg = ObjectiveConfig(**{**{f.name: cfg[f.name] for f in fields(ObjectiveConfig)},
-                              "bf16": resolve_bf16(cfg["bf16"], device)})
+                              "bf16": use_bf16(cfg["bf16"], device)})
     return ImpRAGObjective(model, lambda ids: [p.as_text() for p in corpus.get_many(ids)], ocfg,
                            negative_pool=corpus.ids if cfg["random_negatives"] else None)
 
@@ -122,7 +123,7 @@ def projection_fit(objective, items: list, corpus, cfg: dict, n_steps: int, work
     prompts, positives = stage0_inputs(items)
     work.mkdir(parents=True, exist_ok=True)
     fit = ProjectionWarmupConfig(n_steps, cfg["stage0_lr"], seed=cfg["seed"],
-                                 bf16=resolve_bf16(cfg["bf16"], str(objective.model.device)))
+                                 bf16=use_bf16(cfg["bf16"], str(objective.model.device)))
     run_stage0(objective.model, prompts, positives, corpus.ids, corpus.texts, fit, work, cfg["query_k"],
                objective.scale, cache_root() / "imprag-stage0")
     if world()[0] == 0 and not dst.exists() and not (skip_if is not None and skip_if.exists()):

@@ -228,10 +228,3 @@ def default_out(system: str, cfg) -> str:
     """runs/train/<system>-<budget>, plus -<recipe> for a recipe that is not the budget's default."""
     return cfg.out or f"runs/train/{system}-{cfg.preset}" + (f"-{cfg.recipe}" if cfg.recipe != cfg.default_recipe
                                                               else "")
-
-
-def resolve_bf16(value: bool | str, device: str) -> bool:
-    """A preset's `bf16` (true | false | "auto") as a bool: "auto" is bf16 where the device computes it natively."""
-    from imprag_bench.harness.hardware import use_bf16
-
-    return use_bf16(value, device)
