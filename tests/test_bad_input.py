@@ -30,7 +30,7 @@ CASES = [
      "option checkpoint='/no/such/dir' is not a folder"),
     ("nonexistent ra-dit checkpoint", ["--systems", "ra-dit:checkpoint=/no/such/dir"], "is not a folder"),
     ("ra-dit without checkpoint", ["--systems", "ra-dit"], "needs checkpoint=<folder>"),
-    ("bad dtype", ["--systems", "closed-book:dtype=float8"], "option dtype='float8' must be one of float32"),
+    ("bad dtype", ["--systems", "closed-book:dtype=float8"], "option dtype='float8' must be one of auto, float32"),
     ("bad device", ["--device", "gpu"], "option device='gpu' is not a torch device"),
     ("unknown model", ["--model", "nosuchmodel"], "model='nosuchmodel' is neither an offline alias"),
     ("same system twice", ["--systems", "echo", "echo"], "'echo' is given twice"),

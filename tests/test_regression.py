@@ -17,6 +17,7 @@ def test_quick_preset_predictions_are_unchanged(tmp_path, one_thread):
     cfg = json.loads((COMMITTED / "config.json").read_text())
     tasks, systems = ["nq", "fever", "aida"], ["closed-book", "bm25"]
     assert main(["run", "--preset", "quick", "--tasks", *tasks, "--systems", *systems, "--n", str(cfg["n"]),
+                 "--dtype", cfg.get("dtype", "float32"),
                  "--out", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache")]) == 0
     for system in systems:
         for task in tasks:

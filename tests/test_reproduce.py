@@ -99,3 +99,14 @@ def test_outputs_of_the_headline_command(tmp_path, model):
     specs = {s["label"]: s for s in config["systems"]}
     assert specs["bm25"]["passage_tokens"] == 64 and specs["ra-dit-llama"]["passage_tokens"] == 64
     assert (out / "headline.png").stat().st_size > 0 and "paired" in (out / "report.html").read_text()
+
+
+def test_the_cpu_preset_trains_every_system_at_its_train_set_steps_and_a_later_set_wins(tmp_path):
+    from imprag_bench.harness import cli  # noqa: F401  (registers the built-in systems)
+    from imprag_bench.harness.reproduce import ReproducePreset, train_configs
+
+    preset = ReproducePreset.load("cpu")
+    assert preset.train_set == ["steps=150"]
+    configs = train_configs(preset, tmp_path, [])
+    assert len(configs) == 6 and {cfg["steps"] for _, cfg in configs} == {150}
+    assert {cfg["steps"] for _, cfg in train_configs(preset, tmp_path, ["steps=7"])} == {7}

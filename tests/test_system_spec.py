@@ -104,7 +104,7 @@ def test_validate_converts_to_declared_types_and_accepts_run_wide_settings(tmp_p
     ("imprag", {"k": True}, "option k=True must be an integer"),
     ("dense", {"encoder": True}, "option encoder=True must be a string"),
     ("ra-it", {}, "needs checkpoint=<folder>"),
-    ("closed-book", {"dtype": "fp16"}, "must be one of float32, bfloat16, float16"),
+    ("closed-book", {"dtype": "fp16"}, "must be one of auto, float32, bfloat16, float16"),
 ])
 def test_validate_refuses_with_the_accepted_keys(system, options, message):
     with pytest.raises(UserError) as e:

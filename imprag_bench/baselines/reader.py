@@ -18,7 +18,7 @@ class Reader:
     def __init__(self, ctx: RunContext):
         self.ctx = ctx
         self.model, self.tok = load_lm(ctx.opt("checkpoint") or ctx.opt("model", "smollm2-135m"),
-                                       dtype=ctx.opt("dtype", "float32"), device=ctx.opt("device", "cpu"))
+                                       dtype=ctx.opt("dtype", "auto"), device=ctx.opt("device", "cpu"))
         self.max_new_tokens = int(ctx.opt("max_new_tokens", 16))
         self.batch_size = int(ctx.opt("batch_size", 8))
         self.passage_tokens = int(ctx.opt("passage_tokens", 128))

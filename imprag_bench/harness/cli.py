@@ -74,7 +74,7 @@ def _resolve(args) -> dict:
         if value:
             cfg[key] = [v for part in value for v in _split_specs(part)]
     for key in ("n", "k", "fewshot", "model", "out", "source", "corpus", "batch_size", "seed", "cache_dir",
-                "max_new_tokens", "corpus_limit", "device", "split"):
+                "max_new_tokens", "corpus_limit", "device", "dtype", "split"):
         value = getattr(args, key, None)
         if value is not None:
             cfg[key] = value
@@ -194,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--batch-size", type=POSITIVE, dest="batch_size")
     r.add_argument("--max-new-tokens", type=POSITIVE, dest="max_new_tokens")
     r.add_argument("--device", help="cpu | cuda")
+    r.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"),
+                   help="LM weight dtype (default auto: bfloat16 where the device computes it natively)")
     r.add_argument("--seed", type=int)
     r.add_argument("--out", help="run folder (resumes if it exists)")
     r.add_argument("--cache-dir", dest="cache_dir", help="index cache (default: the user cache)")

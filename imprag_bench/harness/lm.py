@@ -63,9 +63,14 @@ def resolve_model_path(name: str) -> str:
 
 def load_lm(name: str, dtype: torch.dtype | str = torch.float32, device: str = "cpu"):
     """Return (model, tokenizer) in eval mode. The tokenizer pads on the left, for batched generation.
-    `dtype` may be a torch dtype or its name ("float32", "bfloat16", "float16")."""
+    `dtype` may be a torch dtype or its name ("float32", "bfloat16", "float16"; "auto": bf16 where `device`
+    computes it natively, harness.hardware.weight_dtype)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if dtype == "auto":
+        from imprag_bench.harness.hardware import weight_dtype
+
+        dtype = weight_dtype("auto", device)
     if isinstance(dtype, str):
         if not isinstance(getattr(torch, dtype, None), torch.dtype):
             raise UserError(f"unknown dtype {dtype!r}; expected float32, bfloat16 or float16")

@@ -144,7 +144,8 @@ RUN_OPTIONS: dict[str, Option] = {
     "max_new_tokens": Option(int, 16, "answer length limit in tokens", min=1),
     "seed": Option(int, 0, "random seed"),
     "device": Option(str, "cpu", "torch device", check=_device),
-    "dtype": Option(str, "float32", "LM weight dtype", choices=("float32", "bfloat16", "float16")),
+    "dtype": Option(str, "auto", "LM weight dtype of readers and ImpRAG: auto (bfloat16 where the device computes "
+                    "it natively, else float32)", choices=("auto", "float32", "bfloat16", "float16")),
     "label": Option(str, None, "the leaderboard's system column (default: the spec text)"),
 }
 

@@ -42,6 +42,7 @@ class ReproducePreset:
     systems: list[dict]
     eval_options: dict = field(default_factory=dict)
     costs: dict = field(default_factory=dict)
+    train_set: list[str] = field(default_factory=list)  # KEY=VALUE given to every trained system (as --train-set)
 
     @classmethod
     def load(cls, name: str) -> "ReproducePreset":
@@ -52,7 +53,7 @@ class ReproducePreset:
             raise UserError(f"unknown reproduce preset {name!r}" + (f"; did you mean {close[0]!r}?" if close else "")
                             + f" (known: {', '.join(known)})")
         data = yaml.safe_load(folder.joinpath(f"{name}.yaml").read_text()) or {}
-        allowed = {"budget", "reference", "run", "systems", "eval_options", "costs"}
+        allowed = {"budget", "reference", "run", "systems", "eval_options", "costs", "train_set"}
         if set(data) - allowed:
             raise UserError(f"presets/reproduce/{name}.yaml: unknown keys {sorted(set(data) - allowed)}")
         return cls(name=name, **data).validated()
@@ -86,7 +87,8 @@ class ReproducePreset:
             raise UserError(f"--systems: unknown labels {bad} (this preset has: {', '.join(known)})")
         keep = set(labels) | {self.reference}
         return ReproducePreset(self.name, self.budget, self.reference, self.run,
-                               [s for s in self.systems if s["label"] in keep], self.eval_options, self.costs)
+                               [s for s in self.systems if s["label"] in keep], self.eval_options, self.costs,
+                               self.train_set)
 
 
 class Manifest:
@@ -111,17 +113,24 @@ class Manifest:
         atomic_write_text(self.path, json.dumps(self.data, indent=1, sort_keys=True, default=str))
 
 
+def train_configs(preset: ReproducePreset, out: Path, train_set: list[str]) -> list[tuple[dict, object]]:
+    """(system entry, resolved training config) of each trained system: the budget, then the preset's
+    `train_set`, the system's `set`, then `--train-set`. Every config is checked before anything trains."""
+    from imprag_bench.harness.registry import TRAINERS
+
+    trained = [s for s in preset.systems if "train" in s]
+    return [(s, TRAINERS.get(s["train"]).config(preset.budget, [*preset.train_set, *s.get("set", []), *train_set],
+                                                str(out / "train" / s["label"]), s.get("recipe")))
+            for s in trained]
+
+
 def train_all(preset: ReproducePreset, out: Path, train_set: list[str], manifest: Manifest) -> dict[str, Path]:
     """Stage 1: each trained system at the budget (resumes from its checkpoint); label -> checkpoint folder."""
     from imprag_bench.harness.manifest import folder_sha256
     from imprag_bench.harness.registry import TRAINERS
 
-    trained = [s for s in preset.systems if "train" in s]
-    configs = [TRAINERS.get(s["train"]).config(preset.budget, [*s.get("set", []), *train_set],
-                                               str(out / "train" / s["label"]), s.get("recipe"))
-               for s in trained]  # every config is checked before anything trains
     checkpoints = {}
-    for s, cfg in zip(trained, configs):
+    for s, cfg in train_configs(preset, out, train_set):
         trainer = TRAINERS.get(s["train"])
         t0 = time.perf_counter()
         log(f"reproduce: training {s['label']} ({s['train']}, budget {cfg.preset}, recipe {cfg.recipe})")

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from imprag_bench.harness import dist, metrics, report
 from imprag_bench.harness.assets import cache_root, log
 from imprag_bench.harness.config import PREDICTION_KEYS, SystemSpec
+from imprag_bench.harness.hardware import weight_dtype
 from imprag_bench.harness.errors import UserError
 from imprag_bench.harness.io import atomic_write, atomic_write_text
 from imprag_bench.harness.options import validate, validate_run
@@ -109,6 +110,12 @@ def run(cfg: dict) -> Path:
     # names, options (keys, values, checkpoint folders) and settings are checked before any work
     options_of = {s.label: validate(s.name, {**base_opts, **s.options}, s.label) for s in systems}
     validate_run(cfg)
+    # the weight dtype as resolved on this machine: recorded in config.json, so a resume elsewhere that would
+    # answer in another dtype is refused (check_config)
+    cfg["dtype"] = weight_dtype(cfg.get("dtype") or "auto", base_opts.get("device", "cpu"))
+    for opts in options_of.values():
+        if opts.get("dtype", "auto") == "auto":
+            opts["dtype"] = weight_dtype("auto", opts.get("device", "cpu"))
     data = {}
     for spec, source in resolved:
         data[spec.name] = (select(spec.load(source, cfg["split"]), cfg.get("n"), cfg["seed"], spec.name),

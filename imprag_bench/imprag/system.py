@@ -77,7 +77,7 @@ class ImpRAGSystem:
     def prepare(self, corpus: Corpus | None, ctx: RunContext) -> None:
         self.ctx = ctx
         name = ctx.opt("checkpoint") or ctx.opt("model", "smollm2-135m")
-        hf, tok = hlm.load_lm(name, dtype=ctx.opt("dtype", "float32"), device=ctx.opt("device", "cpu"))
+        hf, tok = hlm.load_lm(name, dtype=ctx.opt("dtype", "auto"), device=ctx.opt("device", "cpu"))
         self.model = ImpRAGModel(hf, tok, config_from_options(ctx.options, ctx.opt("checkpoint")))
         self.k = int(ctx.opt("k", 5))
         self.batch_size = int(ctx.opt("batch_size", 8))
@@ -91,8 +91,11 @@ class ImpRAGSystem:
         digest = weights_digest(hf, name)
         binding = {"kind": "imprag-key", "model": digest, "b": self.model.b, "l_max": cfg.l_max,
                    "corpus": corpus.digest(), "pooling": "k_proj pre-RoPE, last token", "bf16": bf16}
+        if hf.dtype != torch.float32:  # fp32 bindings stay as before, so existing indexes stay valid
+            binding["weights"] = str(hf.dtype).replace("torch.", "")
         where = (Path(ctx.cache_dir) / "index" /
-                 f"imprag-{digest[:12]}-b{self.model.b}-l{cfg.l_max}{'-bf16' if bf16 else ''}-{corpus.digest()[:12]}")
+                 f"imprag-{digest[:12]}-b{self.model.b}-l{cfg.l_max}{'-bf16' if bf16 else ''}"
+                 f"{'' if hf.dtype == torch.float32 else '-w' + str(hf.dtype)[6:]}-{corpus.digest()[:12]}")
         texts = corpus.texts
         self.index = build_index(where, corpus.ids,
                                  lambda s, e: self.model.embed_passages(texts[s:e], self.batch_size * 4, bf16),
