@@ -7,10 +7,12 @@ AVX-512 CPU without AVX512-BF16/AMX it is emulated and slower than fp32. This pr
   lm-slice    SmolLM2-135M bottom-layer passage embedding (ImpRAG's index encoder, layers 0..b) passages/s
               (both in length-sorted batches of 8, so padding is close to an index build's: SAMPLE_BATCH)
   train-step  SmolLM2-135M forward + backward of a small LM-loss batch (bf16 = autocast over fp32 weights), s
+  reader      SmolLM2-135M greedy decoding of 8 mini-KILT prompts with 3 passages, weights in fp32 vs bf16 (the
+              Reader and ImpRAG load them in the dtype `--dtype auto` picks), s/example
 Each row alternates the dtypes for --rounds rounds and keeps the best (a shared machine's noise hits rounds,
 not a dtype); and, with --quick-estimate, where the quick preset's time goes: the MiniLM index of the whole corpus
 (estimated from the measured passages/s in the dtype `auto` picks, not timed) and the reader's greedy decoding
-(measured on 8 mini-KILT prompts with 3 passages, fp32 weights as the Reader loads them, then scaled).
+(the reader row in the picked dtype, scaled to the quick preset's 3 systems x 8 tasks x 12 examples).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_dtype.py --threads 1 --rounds 3 --quick-estimate [--json out.json]
 
@@ -161,6 +163,7 @@ def main() -> None:
     ap.add_argument("--train-batch", type=int, default=1)
     ap.add_argument("--train-tokens", type=int, default=32)
     ap.add_argument("--no-train", action="store_true", help="skip the forward+backward step")
+    ap.add_argument("--reader-examples", type=int, default=8, help="prompts of the reader row")
     ap.add_argument("--rounds", type=int, default=2, help="alternating fp32/bf16 rounds per row; the best counts")
     ap.add_argument("--quick-estimate", action="store_true", help="also estimate the quick preset's main costs")
     ap.add_argument("--json", help="write the results here")
@@ -188,9 +191,15 @@ def main() -> None:
     if not a.no_train:
         rows[f"smollm2 fwd+bwd, batch {a.train_batch} x {a.train_tokens} tokens (s/step)"] = \
             bench_train_step(model, tok, texts, a.train_batch, a.train_tokens, a.rounds)
+    reader = {}
+    for name, dtype in DTYPES:
+        m_d, tok_d = load_lm("smollm2-135m", dtype=dtype)
+        reader[name], n_tok = bench_reader(m_d, tok_d, n_examples=a.reader_examples)
+        del m_d
+    rows[f"reader greedy decode, {a.reader_examples} prompts (s/example)"] = reader
     if a.quick_estimate:
         picked = "bf16" if res["picked"] == "bfloat16" else "fp32"
-        per_ex, n_tok = bench_reader(model, tok)
+        per_ex = reader[picked]
         res["quick_estimate"] = {
             "corpus_passages": n_corpus, "minilm_dtype": picked,
             "minilm_index_s_estimated": n_corpus / m[picked],

@@ -78,6 +78,7 @@ def test_killed_in_training_and_in_evaluation_the_rerun_ends_with_the_same_files
     manifest = json.loads((cut / "manifest.json").read_text())
     assert {"train:imprag", "train:ra-dit-llama", "eval", "stats"} <= set(manifest["wall_s"])
     assert len(manifest["commands_before"]) == 0 and manifest["machine"]["cpu_model"]
+    assert len(manifest["invocations"]) == 3 and all(i["commit"] for i in manifest["invocations"])
     assert manifest["systems"]["imprag"]["recipe"] == "paper" and manifest["systems"]["imprag"]["checkpoint_sha256"]
 
 
@@ -94,7 +95,8 @@ def test_outputs_of_the_headline_command(tmp_path, model):
     assert set(costs.index) == {"closed-book", "bm25", "ra-dit-llama", "imprag"}
     assert costs.loc["imprag", "params_retriever"] == 0 and costs.loc["ra-dit-llama", "params_retriever"] > 0
     assert json.loads(costs.loc["imprag", "stage_s_per_example"]).keys() >= {"bottom", "reading", "decoding"}
-    assert (costs["threads"] == 1).all() and costs["k"].nunique() == 1
+    assert (costs["threads"] == 1).all() and costs["k"].nunique() == 1 and costs["dtype"].nunique() == 1
+    assert costs.loc["imprag", "latency_ratio"] == 1.0 and (costs["passage_tokens"].dropna() == 64).all()
     config = json.loads((out / "config.json").read_text())
     specs = {s["label"]: s for s in config["systems"]}
     assert specs["bm25"]["passage_tokens"] == 64 and specs["ra-dit-llama"]["passage_tokens"] == 64

@@ -40,9 +40,11 @@ def faiss_bytes(vector_index) -> int:
 
 
 def measure_costs(cfg: dict, entries: list[dict], path: str | Path, n: int = 4, tasks: list[str] | None = None,
-                  threads: int = 1) -> pd.DataFrame:
+                  threads: int = 1, reference: str | None = None) -> pd.DataFrame:
     """Time every system's `predict` on the first `n` test examples of each of `tasks` (after a warm-up example,
-    with `threads` torch threads; index building is not timed) and write one row per system to `path`."""
+    with `threads` torch threads; index building is not timed) and write one row per system to `path`. With a
+    `reference` label, `latency_ratio` is each system's latency over the reference's (ImpRAG's one pass against
+    a separate retriever and reader)."""
     from imprag_bench.harness.assets import cache_root
     from imprag_bench.harness.config import SystemSpec
     from imprag_bench.harness.prompting import load_demos
@@ -86,10 +88,15 @@ def measure_costs(cfg: dict, entries: list[dict], path: str | Path, n: int = 4, 
                          "examples_per_s": round(len(examples) / seconds, 3),
                          "latency_s_per_example": round(seconds / max(1, len(examples)), 4),
                          "stage_s_per_example": json.dumps({k: round(v, 4) for k, v in stages.items()}),
-                         "k": options.get("k"), "batch_size": options.get("batch_size"),
+                         "k": options.get("k"), "passage_tokens": options.get("passage_tokens"),
+                         "dtype": options.get("dtype"), "batch_size": options.get("batch_size"),
                          "max_new_tokens": options.get("max_new_tokens"), "threads": threads})
     finally:
         torch.set_num_threads(before)
     df = pd.DataFrame(rows)
+    if reference is not None and reference in set(df["system"]):
+        ref = float(df.loc[df["system"] == reference, "latency_s_per_example"].iloc[0])
+        df.insert(df.columns.get_loc("latency_s_per_example") + 1, "latency_ratio",
+                  (df["latency_s_per_example"] / ref).round(3))
     atomic_write_text(Path(path), df.to_csv(index=False))
     return df

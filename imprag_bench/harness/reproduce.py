@@ -103,6 +103,9 @@ class Manifest:
                      "command": command, "commands_before": old.get("commands_before", [])
                      + ([old["command"]] if old.get("command") and old["command"] != command else []),
                      **git_state(), "machine": machine(), "wall_s": old.get("wall_s", {}),
+                     # every invocation with the commit it ran, so a resumed run shows which code made which stage
+                     "invocations": old.get("invocations", []) + [{"command": command, **git_state(),
+                                                                   "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}],
                      "systems": old.get("systems", {})}
 
     def add_time(self, stage: str, seconds: float) -> None:
@@ -223,7 +226,7 @@ def reproduce(preset_name: str, out: str | Path, command: str, systems: list[str
         from imprag_bench.harness.costs import measure_costs
 
         t0 = time.perf_counter()
-        measure_costs(cfg, entries, out / "costs.csv", **preset.costs)
+        measure_costs(cfg, entries, out / "costs.csv", **preset.costs, reference=preset.reference)
         manifest.add_time("costs", time.perf_counter() - t0)
     report_html.write_report(out)
     log(f"reproduce: {out} (leaderboard.csv, paired.csv, headline.png, costs.csv, manifest.json, report.html)")
