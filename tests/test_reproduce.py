@@ -112,3 +112,19 @@ def test_the_cpu_preset_trains_every_system_at_its_train_set_steps_and_a_later_s
     configs = train_configs(preset, tmp_path, [])
     assert len(configs) == 6 and {cfg["steps"] for _, cfg in configs} == {150}
     assert {cfg["steps"] for _, cfg in train_configs(preset, tmp_path, ["steps=7"])} == {7}
+
+
+def test_a_resumed_manifest_keeps_the_earlier_invocations_with_their_commits(tmp_path):
+    from imprag_bench.harness import cli  # noqa: F401
+    from imprag_bench.harness.reproduce import Manifest, ReproducePreset
+
+    preset = ReproducePreset.load("smoke")
+    (tmp_path / "manifest.json").write_text(json.dumps({"command": "first", "commit": "abc", "dirty": False,
+                                                        "wall_s": {"train:imprag": 2.0}}))
+    first = Manifest(tmp_path, preset, "second")
+    assert [i["command"] for i in first.data["invocations"]] == ["first", "second"]
+    assert first.data["invocations"][0]["commit"] == "abc" and first.data["commands_before"] == ["first"]
+    first.add_time("train:imprag", 1.5)
+    again = Manifest(tmp_path, preset, "third")
+    assert [i["command"] for i in again.data["invocations"]] == ["first", "second", "third"]
+    assert again.data["wall_s"] == {"train:imprag": 3.5}

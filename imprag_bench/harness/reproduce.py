@@ -104,9 +104,16 @@ class Manifest:
                      + ([old["command"]] if old.get("command") and old["command"] != command else []),
                      **git_state(), "machine": machine(), "wall_s": old.get("wall_s", {}),
                      # every invocation with the commit it ran, so a resumed run shows which code made which stage
-                     "invocations": old.get("invocations", []) + [{"command": command, **git_state(),
+                     "invocations": self._before(old) + [{"command": command, **git_state(),
                                                                    "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}],
                      "systems": old.get("systems", {})}
+
+    @staticmethod
+    def _before(old: dict) -> list[dict]:
+        """The earlier invocations (a manifest from before they were listed: its last command and commit)."""
+        if "invocations" in old or not old.get("command"):
+            return old.get("invocations", [])
+        return [{"command": old["command"], "commit": old.get("commit"), "dirty": old.get("dirty")}]
 
     def add_time(self, stage: str, seconds: float) -> None:
         self.data["wall_s"][stage] = round(self.data["wall_s"].get(stage, 0.0) + seconds, 1)
