@@ -208,3 +208,24 @@ def test_recipes_are_named_and_the_paper_recipe_carries_only_the_budgets_additio
         imp.config("full", recipe="cpu")
     with pytest.raises(UserError, match="--recipe"):
         imp.config("full", ["recipe=paper"])
+
+
+def test_a_finished_reader_stage_returns_its_checkpoint_without_retrieving_again(tmp_path):
+    from imprag_bench.baselines.ra_dit import train_reader
+
+    class Ranked:
+        calls = 0
+
+        def search(self, prompts, k):
+            Ranked.calls += 1
+            return [["p0"] for _ in prompts]
+
+    cfg = {"n_read": 1, "model": str(tiny_lm_folder(tmp_path / "lm")), "device": "cpu", "l_max": 16,
+           "max_prompt_tokens": 32, "max_target_tokens": 8, "bf16": False, "steps": 1, "batch_size": 4, "lr": 1e-4,
+           "weight_decay": 0.0, "grad_clip": 1.0, "lr_warmup": 0.0, "seed": 0, "ckpt_every": 10}
+    first = train_reader(cfg, CORPUS, items(), Ranked(), tmp_path / "out", "ra-it")
+    assert Ranked.calls == 1
+    assert train_reader(cfg, CORPUS, items(), Ranked(), tmp_path / "out", "ra-it") == first
+    assert Ranked.calls == 1  # the finished stage neither retrieved nor loaded the LM again
+    with pytest.raises(ValueError, match="different run"):  # another step count is not "finished"
+        train_reader({**cfg, "steps": 2}, CORPUS, items(), Ranked(), tmp_path / "out", "ra-it")

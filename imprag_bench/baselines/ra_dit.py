@@ -125,8 +125,13 @@ def _train_cfg(cfg: dict, out: Path, stage: str, n_items: int, lr: float | None 
 
 
 def _stage_done(folder: Path, steps: int) -> bool:
+    """Whether the stage's checkpoint is a finished run of `steps` steps (another step count is not finished:
+    the loop then refuses the folder with its own error)."""
     st = folder / "checkpoint" / "trainer_state.json"
-    return st.exists() and json.loads(st.read_text())["step"] >= steps
+    if not st.exists():
+        return False
+    state = json.loads(st.read_text())
+    return state["config"]["steps"] == steps and state["step"] >= steps
 
 
 def train_reader(cfg: dict, corpus, mix, retriever, out: Path, system: str, retriever_folder=None,
@@ -137,6 +142,9 @@ def train_reader(cfg: dict, corpus, mix, retriever, out: Path, system: str, retr
     from imprag_bench.baselines.ra_objectives import ReaderObjective
 
     k = int(cfg["n_read"])
+    if _stage_done(out / "reader", _steps(cfg, len(mix), "reader")):  # a finished stage: nothing to recompute
+        log(f"{system}: reader stage already finished in {out / 'reader'}")
+        return out / "reader" / "checkpoint"
     contexts = retrieved_contexts(mix, retriever, corpus, k)
     model, tok = load_lm(cfg["model"], device=cfg["device"])
     obj = ReaderObjective(model, tok, contexts, int(cfg["l_max"]), int(cfg["max_prompt_tokens"]),
