@@ -114,17 +114,21 @@ def test_the_cpu_preset_trains_every_system_at_its_train_set_steps_and_a_later_s
     assert {cfg["steps"] for _, cfg in train_configs(preset, tmp_path, ["steps=7"])} == {7}
 
 
-def test_a_resumed_manifest_keeps_the_earlier_invocations_with_their_commits(tmp_path):
-    from imprag_bench.harness import cli  # noqa: F401
-    from imprag_bench.harness.reproduce import Manifest, ReproducePreset
+def test_a_resumed_manifest_keeps_the_earlier_invocations_and_the_time_of_a_killed_stage(tmp_path):
+    from imprag_bench.harness.manifest import Manifest
 
-    preset = ReproducePreset.load("smoke")
     (tmp_path / "manifest.json").write_text(json.dumps({"command": "first", "commit": "abc", "dirty": False,
-                                                        "wall_s": {"train:imprag": 2.0}}))
-    first = Manifest(tmp_path, preset, "second")
+                                                        "wall_s": {"train:imprag": 2.0},
+                                                        "wall_s_running": {"eval": 12.0}}))
+    first = Manifest(tmp_path, {"preset": "cpu"}, "second", tick=0.02)
     assert [i["command"] for i in first.data["invocations"]] == ["first", "second"]
     assert first.data["invocations"][0]["commit"] == "abc" and first.data["commands_before"] == ["first"]
-    first.add_time("train:imprag", 1.5)
-    again = Manifest(tmp_path, preset, "third")
+    assert first.data["wall_s"] == {"train:imprag": 2.0, "eval": 12.0} and first.data["interrupted_stages"] == ["eval"]
+    with first.timed("eval"):
+        time.sleep(0.3)  # the ticker writes the running stage's time meanwhile
+        running = json.loads((tmp_path / "manifest.json").read_text())["wall_s_running"]["eval"]
+        assert 0 < running <= 0.3
+    again = Manifest(tmp_path, {"preset": "cpu"}, "third")
     assert [i["command"] for i in again.data["invocations"]] == ["first", "second", "third"]
-    assert again.data["wall_s"] == {"train:imprag": 3.5}
+    assert 12.3 <= again.data["wall_s"]["eval"] < 13.0 and again.data["interrupted_stages"] == ["eval"]
+    assert "wall_s_running" not in json.loads((tmp_path / "manifest.json").read_text())

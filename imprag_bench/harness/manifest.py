@@ -1,11 +1,17 @@
-"""Facts a result folder records about how it was made: the code's commit, the machine, checkpoint digests."""
+"""Facts a result folder records about how it was made: the code's commit, the machine, checkpoint digests, and
+the reproduce command's manifest.json (Manifest)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
+import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from imprag_bench.harness.assets import sha256_file
+from imprag_bench.harness.io import atomic_write_text
 
 
 def git_state(cwd: str | Path | None = None) -> dict:
@@ -35,3 +41,65 @@ def folder_sha256(folder: str | Path) -> str:
         h.update(str(f.relative_to(folder)).encode())
         h.update(bytes.fromhex(sha256_file(f)))
     return h.hexdigest()
+
+
+class Manifest:
+    """manifest.json of a reproduce folder, read on start so that a resumed run adds to it: every invocation
+    with its commit, and the wall time per stage summed over invocations. A stage's running time is written
+    every `tick` seconds while it runs, so a run killed mid-stage still counts the time it spent there."""
+
+    def __init__(self, out: Path, head: dict, command: str, tick: float = 30.0):
+        self.path = Path(out) / "manifest.json"
+        self.tick = tick
+        self._lock = threading.Lock()
+        old = json.loads(self.path.read_text()) if self.path.exists() else {}
+        wall = dict(old.get("wall_s", {}))
+        cut = old.get("wall_s_running", {})  # the stage a killed invocation was in, up to its last tick
+        for stage, seconds in cut.items():
+            wall[stage] = round(wall.get(stage, 0.0) + seconds, 1)
+        state = git_state()
+        self.data = {**head, "command": command, "commands_before": old.get("commands_before", [])
+                     + ([old["command"]] if old.get("command") and old["command"] != command else []),
+                     **state, "machine": machine(), "wall_s": wall,
+                     "interrupted_stages": old.get("interrupted_stages", []) + sorted(cut),
+                     "invocations": self._before(old) + [{"command": command, **state,
+                                                          "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}],
+                     "systems": old.get("systems", {}), **({"run_config": old["run_config"]}
+                                                           if "run_config" in old else {})}
+
+    @staticmethod
+    def _before(old: dict) -> list[dict]:
+        """The earlier invocations (a manifest from before they were listed: its last command and commit)."""
+        if "invocations" in old or not old.get("command"):
+            return old.get("invocations", [])
+        return [{"command": old["command"], "commit": old.get("commit"), "dirty": old.get("dirty")}]
+
+    def add_time(self, stage: str, seconds: float) -> None:
+        with self._lock:
+            self.data["wall_s"][stage] = round(self.data["wall_s"].get(stage, 0.0) + seconds, 1)
+            self.data.pop("wall_s_running", None)
+        self.save()
+
+    @contextmanager
+    def timed(self, stage: str):
+        """Time `stage` into wall_s; while it runs, its elapsed time is saved every `tick` seconds."""
+        t0, stop = time.perf_counter(), threading.Event()
+
+        def ticker():
+            while not stop.wait(self.tick):
+                with self._lock:
+                    self.data["wall_s_running"] = {stage: round(time.perf_counter() - t0, 1)}
+                self.save()
+
+        thread = threading.Thread(target=ticker, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+            self.add_time(stage, time.perf_counter() - t0)
+
+    def save(self) -> None:
+        with self._lock:
+            atomic_write_text(self.path, json.dumps(self.data, indent=1, sort_keys=True, default=str))

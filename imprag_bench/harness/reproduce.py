@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -91,38 +90,6 @@ class ReproducePreset:
                                self.train_set)
 
 
-class Manifest:
-    """manifest.json of a reproduce folder: read on start, so that wall times add up over resumed runs."""
-
-    def __init__(self, out: Path, preset: ReproducePreset, command: str):
-        self.path = out / "manifest.json"
-        old = json.loads(self.path.read_text()) if self.path.exists() else {}
-        from imprag_bench.harness.manifest import git_state, machine
-
-        self.data = {"preset": preset.name, "budget": preset.budget, "reference": preset.reference,
-                     "command": command, "commands_before": old.get("commands_before", [])
-                     + ([old["command"]] if old.get("command") and old["command"] != command else []),
-                     **git_state(), "machine": machine(), "wall_s": old.get("wall_s", {}),
-                     # every invocation with the commit it ran, so a resumed run shows which code made which stage
-                     "invocations": self._before(old) + [{"command": command, **git_state(),
-                                                                   "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}],
-                     "systems": old.get("systems", {})}
-
-    @staticmethod
-    def _before(old: dict) -> list[dict]:
-        """The earlier invocations (a manifest from before they were listed: its last command and commit)."""
-        if "invocations" in old or not old.get("command"):
-            return old.get("invocations", [])
-        return [{"command": old["command"], "commit": old.get("commit"), "dirty": old.get("dirty")}]
-
-    def add_time(self, stage: str, seconds: float) -> None:
-        self.data["wall_s"][stage] = round(self.data["wall_s"].get(stage, 0.0) + seconds, 1)
-        self.save()
-
-    def save(self) -> None:
-        atomic_write_text(self.path, json.dumps(self.data, indent=1, sort_keys=True, default=str))
-
-
 def train_configs(preset: ReproducePreset, out: Path, train_set: list[str]) -> list[tuple[dict, object]]:
     """(system entry, resolved training config) of each trained system: the budget, then the preset's
     `train_set`, the system's `set`, then `--train-set`. Every config is checked before anything trains."""
@@ -134,7 +101,7 @@ def train_configs(preset: ReproducePreset, out: Path, train_set: list[str]) -> l
             for s in trained]
 
 
-def train_all(preset: ReproducePreset, out: Path, train_set: list[str], manifest: Manifest) -> dict[str, Path]:
+def train_all(preset: ReproducePreset, out: Path, train_set: list[str], manifest) -> dict[str, Path]:
     """Stage 1: each trained system at the budget (resumes from its checkpoint); label -> checkpoint folder."""
     from imprag_bench.harness.manifest import folder_sha256
     from imprag_bench.harness.registry import TRAINERS
@@ -142,10 +109,9 @@ def train_all(preset: ReproducePreset, out: Path, train_set: list[str], manifest
     checkpoints = {}
     for s, cfg in train_configs(preset, out, train_set):
         trainer = TRAINERS.get(s["train"])
-        t0 = time.perf_counter()
         log(f"reproduce: training {s['label']} ({s['train']}, budget {cfg.preset}, recipe {cfg.recipe})")
-        ck = Path(trainer.run(cfg))
-        manifest.add_time(f"train:{s['label']}", time.perf_counter() - t0)
+        with manifest.timed(f"train:{s['label']}"):
+            ck = Path(trainer.run(cfg))
         checkpoints[s["label"]] = ck
         manifest.data["systems"][s["label"]] = {"trainer": s["train"], "recipe": cfg.recipe,
                                                 "additions": cfg.additions, "train_config": cfg.to_dict(),
@@ -211,11 +177,13 @@ def reproduce(preset_name: str, out: str | Path, command: str, systems: list[str
               train_set: list[str] | None = None, run_set: list[str] | None = None, costs: bool = True) -> Path:
     """Run (or continue) the headline experiment into `out`; returns the folder."""
     from imprag_bench.harness import report_html, runner
+    from imprag_bench.harness.manifest import Manifest
 
     preset = ReproducePreset.load(preset_name).select(systems)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    manifest = Manifest(out, preset, command)
+    manifest = Manifest(out, {"preset": preset.name, "budget": preset.budget, "reference": preset.reference},
+                        command)
     manifest.save()
     cfg = run_config(preset, out, [], list(run_set or []))  # checked before any training
     checkpoints = train_all(preset, out, list(train_set or []), manifest)
@@ -223,18 +191,15 @@ def reproduce(preset_name: str, out: str | Path, command: str, systems: list[str
     for label, entry in ((e["label"], e) for e in entries):
         manifest.data["systems"].setdefault(label, {})["eval_spec"] = entry
     manifest.data["run_config"] = {k: v for k, v in cfg.items() if k != "systems"}
-    t0 = time.perf_counter()
-    runner.run(cfg)
-    manifest.add_time("eval", time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    stats(preset, out)
-    manifest.add_time("stats", time.perf_counter() - t0)
+    with manifest.timed("eval"):
+        runner.run(cfg)
+    with manifest.timed("stats"):
+        stats(preset, out)
     if costs and preset.costs:
         from imprag_bench.harness.costs import measure_costs
 
-        t0 = time.perf_counter()
-        measure_costs(cfg, entries, out / "costs.csv", **preset.costs, reference=preset.reference)
-        manifest.add_time("costs", time.perf_counter() - t0)
+        with manifest.timed("costs"):
+            measure_costs(cfg, entries, out / "costs.csv", **preset.costs, reference=preset.reference)
     report_html.write_report(out)
     log(f"reproduce: {out} (leaderboard.csv, paired.csv, headline.png, costs.csv, manifest.json, report.html)")
     return out
