@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install (if needed) and run the offline quick preset: untrained baselines (+ ImpRAG) on all eight
-# mini-KILT tasks -> runs/quick/leaderboard.csv, groups.png, tasks.png. Extra arguments go to `imprag-bench run`.
+# Install (if needed) and run the offline quick preset: closed-book and BM25 on all eight mini-KILT tasks, 12
+# examples each -> runs/quick/ (leaderboard.csv, groups.png, tasks.png, report.html). Extra arguments go to
+# `imprag-bench run` (e.g. --systems closed-book bm25 dense).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
