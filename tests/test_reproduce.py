@@ -132,3 +132,24 @@ def test_a_resumed_manifest_keeps_the_earlier_invocations_and_the_time_of_a_kill
     assert [i["command"] for i in again.data["invocations"]] == ["first", "second", "third"]
     assert 12.3 <= again.data["wall_s"]["eval"] < 13.0 and again.data["interrupted_stages"] == ["eval"]
     assert "wall_s_running" not in json.loads((tmp_path / "manifest.json").read_text())
+
+
+def test_a_run_resumed_on_another_kind_of_cpu_keeps_the_dtypes_it_started_in(tmp_path, monkeypatch):
+    from imprag_bench.harness import hardware
+    from imprag_bench.harness.manifest import Manifest
+    from imprag_bench.harness.reproduce import dtype_pin
+
+    here = hardware.weight_dtype("auto", "cpu")
+    new = dtype_pin(Manifest(tmp_path / "new", {}, "cmd"), "cpu")
+    assert new == {"dtype": here, "bf16": here == "bfloat16", "train_set": []}
+    # started on a CPU with native bf16 (a manifest from before dtypes were pinned: its machine says so) ...
+    (tmp_path / "manifest.json").write_text(json.dumps({"command": "cmd", "machine": {
+        "auto_dtype": "bfloat16", "cpu_native_bf16": True}}))
+    # ... resumed on one without: training, index builds and answers continue in bf16
+    monkeypatch.setattr(hardware, "native_bf16", lambda *a, **k: False)
+    monkeypatch.setattr(hardware, "cpu_native_bf16", lambda *a, **k: False)
+    manifest = Manifest(tmp_path, {}, "cmd")
+    assert dtype_pin(manifest, "cpu") == {"dtype": "bfloat16", "bf16": True, "train_set": ["bf16=true"]}
+    saved = json.loads((tmp_path / "manifest.json").read_text())
+    assert saved["dtypes"] == {"weights": "bfloat16", "bf16": True}
+    assert saved["invocations"][-1]["cpu_native_bf16"] is False

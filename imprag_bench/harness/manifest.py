@@ -57,15 +57,37 @@ class Manifest:
         cut = old.get("wall_s_running", {})  # the stage a killed invocation was in, up to its last tick
         for stage, seconds in cut.items():
             wall[stage] = round(wall.get(stage, 0.0) + seconds, 1)
-        state = git_state()
+        state, here = git_state(), machine()
         self.data = {**head, "command": command, "commands_before": old.get("commands_before", [])
                      + ([old["command"]] if old.get("command") and old["command"] != command else []),
-                     **state, "machine": machine(), "wall_s": wall,
+                     **state, "machine": here, "wall_s": wall, "dtypes": self._dtypes(old),
                      "interrupted_stages": old.get("interrupted_stages", []) + sorted(cut),
                      "invocations": self._before(old) + [{"command": command, **state,
-                                                          "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}],
+                                                          "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                                          "cpu_model": here["cpu_model"],
+                                                          "cpu_native_bf16": here["cpu_native_bf16"]}],
                      "systems": old.get("systems", {}), **({"run_config": old["run_config"]}
                                                            if "run_config" in old else {})}
+
+    @staticmethod
+    def _dtypes(old: dict) -> dict | None:
+        """The dtypes the run started in (a manifest from before they were pinned: its machine's)."""
+        if old.get("dtypes") or "machine" not in old:
+            return old.get("dtypes")
+        return {"weights": old["machine"]["auto_dtype"], "bf16": bool(old["machine"]["cpu_native_bf16"])}
+
+    def pin_dtypes(self, here: dict) -> dict:
+        """The run's dtypes ({"weights": LM weight dtype, "bf16": autocast}): those it started in, so that a run
+        resumed on another kind of machine trains, indexes and answers as it began (slower where they are
+        emulated) instead of mixing dtypes; `here` (what `auto` picks on this machine) for a new run."""
+        pin = self.data.get("dtypes") or dict(here)
+        self.data["dtypes"] = pin
+        if pin != here:
+            from imprag_bench.harness.assets import log
+
+            log(f"reproduce: this run started in {pin} ({here} is native here): it continues in its own dtypes")
+        self.save()
+        return pin
 
     @staticmethod
     def _before(old: dict) -> list[dict]:

@@ -120,9 +120,11 @@ def train_all(preset: ReproducePreset, out: Path, train_set: list[str], manifest
     return checkpoints
 
 
-def system_entries(preset: ReproducePreset, checkpoints: dict[str, Path], device: str) -> list[dict]:
+def system_entries(preset: ReproducePreset, checkpoints: dict[str, Path], device: str,
+                   bf16: bool | None = None) -> list[dict]:
     """The runner's system mappings: each spec (or trained checkpoint) with its label and the eval options the
-    system declares (e.g. the same passage budget for every reader)."""
+    system declares (e.g. the same passage budget for every reader); `bf16: auto` becomes `bf16` (default:
+    whether `device` computes bf16 natively)."""
     from imprag_bench.harness.config import SystemSpec
     from imprag_bench.harness.hardware import native_bf16
     from imprag_bench.harness.registry import SYSTEMS
@@ -137,7 +139,8 @@ def system_entries(preset: ReproducePreset, checkpoints: dict[str, Path], device
         declared = getattr(SYSTEMS.get(name), "options", None) or {}
         for key, value in preset.eval_options.items():
             if key in declared and key not in opts:
-                opts[key] = native_bf16(device) if (key == "bf16" and value == "auto") else value
+                auto = native_bf16(device) if bf16 is None else bf16
+                opts[key] = auto if (key == "bf16" and value == "auto") else value
         entries.append({"name": name, **opts, "label": s["label"]})
     return entries
 
@@ -157,6 +160,18 @@ def run_config(preset: ReproducePreset, out: Path, entries: list[dict], run_set:
         cfg[key] = yaml.safe_load(value)
     cfg["systems"], cfg["out"] = entries, str(out)
     return cfg
+
+
+def dtype_pin(manifest, device: str) -> dict:
+    """The dtypes the run keeps over resumes (Manifest.pin_dtypes): {"dtype": LM weights for the evaluation,
+    "bf16": autocast for index builds, "train_set": the training override where they differ from `auto` here}."""
+    from imprag_bench.harness.hardware import native_bf16, weight_dtype
+
+    here = {"weights": weight_dtype("auto", device), "bf16": native_bf16(device)}
+    pin = manifest.pin_dtypes(here)
+    same = pin["bf16"] == here["bf16"]
+    return {"dtype": pin["weights"], "bf16": pin["bf16"],
+            "train_set": [] if same else [f"bf16={'true' if pin['bf16'] else 'false'}"]}
 
 
 def stats(preset: ReproducePreset, out: Path) -> None:
@@ -186,8 +201,12 @@ def reproduce(preset_name: str, out: str | Path, command: str, systems: list[str
                         command)
     manifest.save()
     cfg = run_config(preset, out, [], list(run_set or []))  # checked before any training
-    checkpoints = train_all(preset, out, list(train_set or []), manifest)
-    entries = cfg["systems"] = system_entries(preset, checkpoints, str(cfg.get("device") or "cpu"))
+    device = str(cfg.get("device") or "cpu")
+    pin = dtype_pin(manifest, device)
+    if cfg.get("dtype") in (None, "auto"):
+        cfg["dtype"] = pin["dtype"]
+    checkpoints = train_all(preset, out, pin["train_set"] + list(train_set or []), manifest)
+    entries = cfg["systems"] = system_entries(preset, checkpoints, device, pin["bf16"])
     for label, entry in ((e["label"], e) for e in entries):
         manifest.data["systems"].setdefault(label, {})["eval_spec"] = entry
     manifest.data["run_config"] = {k: v for k, v in cfg.items() if k != "systems"}
