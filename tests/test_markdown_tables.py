@@ -31,3 +31,16 @@ def test_delta_table_stars_significant_groups():
     assert markdown_deltas(df).splitlines() == [
         "| reference − baseline | seen | all |", "|---|---|---|",
         "| x | +4.0* [+1.0, +7.0] | -1.0 [-3.0, +1.0] |"]
+
+
+def test_delta_table_of_a_paired_csv_with_matched_pairs_names_its_reference():
+    import pytest
+
+    from imprag_bench.harness.errors import UserError
+
+    row = {"scope": "ALL:all", "metric": "em", "lo": -1.0, "hi": 3.0, "significant": False}
+    df = pd.DataFrame([{**row, "reference": "imprag", "baseline": "rival", "delta": 1.0},
+                       {**row, "reference": "imprag-x", "baseline": "rival-x", "delta": 2.0}])
+    with pytest.raises(UserError, match="name one"):
+        markdown_deltas(df)
+    assert markdown_deltas(df, reference="imprag-x").splitlines()[-1] == "| rival-x | +2.0 [-1.0, +3.0] |"

@@ -153,3 +153,42 @@ def test_a_run_resumed_on_another_kind_of_cpu_keeps_the_dtypes_it_started_in(tmp
     saved = json.loads((tmp_path / "manifest.json").read_text())
     assert saved["dtypes"] == {"weights": "bfloat16", "bf16": True}
     assert saved["invocations"][-1]["cpu_native_bf16"] is False
+
+
+def test_matched_pairs_are_checked_and_follow_the_selected_systems():
+    from imprag_bench.harness import cli  # noqa: F401
+    from imprag_bench.harness.errors import UserError
+    from imprag_bench.harness.reproduce import ReproducePreset
+
+    preset = ReproducePreset.load("cpu")
+    assert preset.pairs == [["imprag-cpu-additions", "ra-dit-llama-cpu-additions"]]
+    assert preset.select(["bm25"]).pairs == []
+    assert preset.select(["imprag-cpu-additions", "ra-dit-llama-cpu-additions"]).pairs == preset.pairs
+    for bad in (["imprag"], ["imprag", "nope"], ["imprag", "imprag"]):
+        with pytest.raises(UserError, match="pairs entry"):
+            ReproducePreset("t", "quick", "imprag", {}, preset.systems, pairs=[bad]).validated()
+
+
+def test_the_stats_stage_writes_the_references_deltas_and_each_matched_pair(tmp_path):
+    from imprag_bench.harness import cli, report  # noqa: F401
+    from imprag_bench.harness.reproduce import ReproducePreset, stats
+
+    systems = [{"label": s, "spec": "closed-book"} for s in ("imprag", "rival", "imprag-x", "rival-x")]
+    preset = ReproducePreset("t", "quick", "imprag", {}, systems, pairs=[["imprag-x", "rival-x"]]).validated()
+    records = []
+    for k, label in enumerate(s["label"] for s in systems):
+        lines = [json.dumps({"system": label, "task": task, "group": group, "id": f"{task}-{i}",
+                             "em": float((i + k) % 2), "f1": float((i + k) % 2),
+                             "recall": float(i % 3 == 0)})
+                 for task, group in (("nq", "seen"), ("trex", "unseen-format")) for i in range(6)]
+        (tmp_path / "preds" / label).mkdir(parents=True)
+        (tmp_path / "preds" / label / "all.jsonl").write_text("\n".join(lines) + "\n")
+        records += [json.loads(x) for x in lines]
+    report.write_csv(report.leaderboard(records, n_boot=50), tmp_path / "leaderboard.csv")
+    stats(preset, tmp_path)
+    table = pd.read_csv(tmp_path / "paired.csv")
+    pairs = set(zip(table["reference"], table["baseline"]))
+    assert pairs == {("imprag", "rival"), ("imprag", "imprag-x"), ("imprag", "rival-x"), ("imprag-x", "rival-x")}
+    mine = table[(table["reference"] == "imprag-x") & (table["scope"] == "ALL:all") & (table["metric"] == "em")]
+    assert mine["delta"].item() == 0.0  # every example differs, in turn either way: equal means
+    assert (tmp_path / "headline.png").stat().st_size > 0

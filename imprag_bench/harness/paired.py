@@ -285,9 +285,16 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-def markdown_deltas(df: pd.DataFrame, metric: str = "em", baselines: Sequence[str] | None = None) -> str:
+def markdown_deltas(df: pd.DataFrame, metric: str = "em", baselines: Sequence[str] | None = None,
+                    reference: str | None = None) -> str:
     """The README's paired table from paired.csv: one row per baseline, one column per group, cells
-    "delta [lo, hi]" (reference minus baseline, %), starred where the interval excludes 0."""
+    "delta [lo, hi]" (reference minus baseline, %), starred where the interval excludes 0. A table with
+    several references (a reproduce preset's matched `pairs`) needs `reference`."""
+    refs = list(dict.fromkeys(df["reference"])) if "reference" in df else []
+    if reference is None and len(refs) > 1:
+        raise UserError(f"paired table has references {', '.join(map(str, refs))}: name one")
+    if reference is not None:
+        df = df[df["reference"] == reference]
     rows = df[(df["metric"] == metric) & df["scope"].astype(str).str.startswith("ALL:")]
     groups = [g for g in (*GROUP_ORDER, ALL) if f"ALL:{g}" in set(rows["scope"])]
     order = list(baselines) if baselines else sorted(set(rows["baseline"]))

@@ -42,6 +42,7 @@ class ReproducePreset:
     eval_options: dict = field(default_factory=dict)
     costs: dict = field(default_factory=dict)
     train_set: list[str] = field(default_factory=list)  # KEY=VALUE given to every trained system (as --train-set)
+    pairs: list[list[str]] = field(default_factory=list)  # extra [reference, baseline] comparisons in paired.csv
 
     @classmethod
     def load(cls, name: str) -> "ReproducePreset":
@@ -52,7 +53,7 @@ class ReproducePreset:
             raise UserError(f"unknown reproduce preset {name!r}" + (f"; did you mean {close[0]!r}?" if close else "")
                             + f" (known: {', '.join(known)})")
         data = yaml.safe_load(folder.joinpath(f"{name}.yaml").read_text()) or {}
-        allowed = {"budget", "reference", "run", "systems", "eval_options", "costs", "train_set"}
+        allowed = {"budget", "reference", "run", "systems", "eval_options", "costs", "train_set", "pairs"}
         if set(data) - allowed:
             raise UserError(f"presets/reproduce/{name}.yaml: unknown keys {sorted(set(data) - allowed)}")
         return cls(name=name, **data).validated()
@@ -74,6 +75,9 @@ class ReproducePreset:
                 SYSTEMS.get(s["train"])
         if self.reference not in labels:
             raise UserError(f"{where}: reference {self.reference!r} is not one of the systems {labels}")
+        for pair in self.pairs:
+            if not (isinstance(pair, list) and len(pair) == 2 and set(pair) <= set(labels) and pair[0] != pair[1]):
+                raise UserError(f"{where}: pairs entry {pair!r} must be [reference, baseline], two of {labels}")
         return self
 
     def select(self, labels: list[str] | None) -> "ReproducePreset":
@@ -87,7 +91,7 @@ class ReproducePreset:
         keep = set(labels) | {self.reference}
         return ReproducePreset(self.name, self.budget, self.reference, self.run,
                                [s for s in self.systems if s["label"] in keep], self.eval_options, self.costs,
-                               self.train_set)
+                               self.train_set, [p for p in self.pairs if set(p) <= keep])
 
 
 def train_configs(preset: ReproducePreset, out: Path, train_set: list[str]) -> list[tuple[dict, object]]:
@@ -175,15 +179,17 @@ def dtype_pin(manifest, device: str) -> dict:
 
 
 def stats(preset: ReproducePreset, out: Path) -> None:
-    """Stage 3: paired.csv (the reference minus every other system, per task and group) and headline.png."""
+    """Stage 3: paired.csv (the reference minus every other system, per task and group, then each matched pair
+    of `pairs`) and headline.png (the reference's deltas)."""
     import pandas as pd
 
     from imprag_bench.harness import paired, plots, report
 
     records = report.read_records(sorted((out / "preds").glob("*/*.jsonl")))
     others = sorted({r["system"] for r in records} - {preset.reference})
-    table = paired.paired_table(records, reference=preset.reference, baselines=others)
-    paired.write_csv(table, out / "paired.csv")
+    tables = [paired.paired_table(records, reference=preset.reference, baselines=others)]
+    tables += [paired.paired_table(records, reference=ref, baselines=[base]) for ref, base in preset.pairs]
+    paired.write_csv(pd.concat(tables, ignore_index=True), out / "paired.csv")
     plots.plot_headline(pd.read_csv(out / "leaderboard.csv"), pd.read_csv(out / "paired.csv"), out / "headline.png",
                         reference=preset.reference)
 
