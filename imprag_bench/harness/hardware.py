@@ -102,8 +102,8 @@ def weight_dtype(option="auto", device: str | torch.device = "cpu") -> str:
     """The LM weight dtype name a run uses: auto = bfloat16 where `device` computes bf16 natively, else
     float32 (on a CPU without native bf16 it is emulated and slower than fp32); float32 / bfloat16 / float16
     as given. Readers and ImpRAG generate in it; training keeps fp32 weights under autocast."""
-    if option in _AUTO:
-        return "bfloat16" if native_bf16(device) else "float32"
+    if option in _AUTO:  # the same rule as bf16=auto
+        return str(pick_dtype("auto", device)).removeprefix("torch.")
     if option in ("float32", "bfloat16", "float16"):
         return option
     raise UserError(f"dtype must be auto, float32, bfloat16 or float16, got {option!r}")

@@ -133,6 +133,7 @@ def system_entries(preset: ReproducePreset, checkpoints: dict[str, Path], device
     from imprag_bench.harness.hardware import native_bf16
     from imprag_bench.harness.registry import SYSTEMS
 
+    auto = native_bf16(device) if bf16 is None else bf16
     entries = []
     for s in preset.systems:
         if "spec" in s:
@@ -143,7 +144,6 @@ def system_entries(preset: ReproducePreset, checkpoints: dict[str, Path], device
         declared = getattr(SYSTEMS.get(name), "options", None) or {}
         for key, value in preset.eval_options.items():
             if key in declared and key not in opts:
-                auto = native_bf16(device) if bf16 is None else bf16
                 opts[key] = auto if (key == "bf16" and value == "auto") else value
         entries.append({"name": name, **opts, "label": s["label"]})
     return entries

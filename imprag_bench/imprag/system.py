@@ -91,11 +91,12 @@ class ImpRAGSystem:
         digest = weights_digest(hf, name)
         binding = {"kind": "imprag-key", "model": digest, "b": self.model.b, "l_max": cfg.l_max,
                    "corpus": corpus.digest(), "pooling": "k_proj pre-RoPE, last token", "bf16": bf16}
-        if hf.dtype != torch.float32:  # fp32 bindings stay as before, so existing indexes stay valid
-            binding["weights"] = str(hf.dtype).replace("torch.", "")
+        weights = "" if hf.dtype == torch.float32 else str(hf.dtype).removeprefix("torch.")
+        if weights:  # fp32 bindings stay as before, so existing indexes stay valid
+            binding["weights"] = weights
         where = (Path(ctx.cache_dir) / "index" /
                  f"imprag-{digest[:12]}-b{self.model.b}-l{cfg.l_max}{'-bf16' if bf16 else ''}"
-                 f"{'' if hf.dtype == torch.float32 else '-w' + str(hf.dtype)[6:]}-{corpus.digest()[:12]}")
+                 f"{'-w' + weights if weights else ''}-{corpus.digest()[:12]}")
         texts = corpus.texts
         self.index = build_index(where, corpus.ids,
                                  lambda s, e: self.model.embed_passages(texts[s:e], self.batch_size * 4, bf16),
