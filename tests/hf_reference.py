@@ -25,6 +25,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+# passages the embedding and call-count checks index (one longer than their l_max, one shaped like a prompt)
+DOCS = ["Paris is the capital of France.", "Hamlet was written by Shakespeare.", "Rome.",
+        "The quick brown fox jumps over the lazy dog, again and again and again and again.", "Q: x A:"]
+
 def plain_ids(tok, text: str) -> list[int]:
     return tok(text, add_special_tokens=False)["input_ids"]
 

@@ -11,14 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from tests.hf_reference import plain_ids, reader_passage_ids, reference_e_q, stop_set
+from tests.hf_reference import DOCS, plain_ids, reader_passage_ids, reference_e_q, stop_set
 from tests.tiny import tiny_llama
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 N_LAYERS = 5
-DOCS = ["Paris is the capital of France.", "Hamlet was written by Shakespeare.", "Rome.",
-        "The quick brown fox jumps over the lazy dog, again and again and again and again.", "Q: x A:"]
 MODULES = ("input_layernorm", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
            "mlp")
 

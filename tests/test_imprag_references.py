@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from imprag_bench.imprag.model import ImpRAGConfig, ImpRAGModel
-from tests.hf_reference import (plain_ids, reader_passage_ids, reference_e_p, reference_e_q, reference_greedy,
-                                reference_logits, reference_logits_injected_kv)
+from tests.hf_reference import (DOCS, plain_ids, reader_passage_ids, reference_e_p, reference_e_q,
+                                reference_greedy, reference_logits, reference_logits_injected_kv)
 from tests.tiny import tiny_llama
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -120,8 +120,6 @@ def test_reading_does_not_depend_on_batch_mates(tok):
 
 
 # ---- retrieval embeddings from HF's hidden states -------------------------------------------------------
-DOCS = ["Paris is the capital of France.", "Hamlet was written by Shakespeare.", "Rome.",
-        "The quick brown fox jumps over the lazy dog, again and again and again and again.", "Q: x A:"]
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "llama-mha", "llama-mqa"])
