@@ -43,10 +43,15 @@ def test_readme_headline_tables_are_generated_from_the_committed_csvs():
 
     from imprag_bench.harness.paired import markdown_deltas
     from imprag_bench.harness.report import markdown_groups
-    run = ROOT / "results" / "headline-smoke"
-    systems = ["closed-book", "bm25", "dense", "ra-it", "ra-dit-llama", "imprag"]
+    run = ROOT / "results" / "headline"
+    systems = ["closed-book", "bm25", "bm25-oracle", "dense", "dense-oracle", "ra-it", "ra-dit", "ra-dit-llama",
+               "ra-dit-llama-cpu-additions", "imprag", "imprag-cpu-additions"]
+    baselines = [s for s in systems if s != "imprag"]
     readme = (ROOT / "README.md").read_text()
     paired = pd.read_csv(run / "paired.csv")
     assert markdown_groups(pd.read_csv(run / "leaderboard.csv"), systems) in readme
-    assert markdown_deltas(paired, "em", systems[:-1]) in readme
-    assert markdown_deltas(paired, "recall", systems[1:-1]) in readme
+    assert markdown_deltas(paired, "em", baselines, reference="imprag") in readme
+    assert markdown_deltas(paired, "recall", baselines[1:], reference="imprag") in readme
+    for metric in ("em", "recall"):  # the preset's matched pair: both sides with the CPU additions
+        assert markdown_deltas(paired, metric, ["ra-dit-llama-cpu-additions"],
+                               reference="imprag-cpu-additions") in readme
