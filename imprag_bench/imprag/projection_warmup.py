@@ -42,7 +42,8 @@ def features(model: ImpRAGModel, prompts: list[str], passages: list[str], offset
     """Layer-b inputs (fp32) of the prompts' and passages' last tokens, from the current (frozen) weights;
     cached in `cache_dir` under a key of everything they depend on (shared by runs of the same model)."""
     def compute():
-        log(f"q/k fit (stage 0 or refit): layer-{model.b} features of {len(prompts)} prompts and {len(passages)} passages")
+        log(f"q/k fit (stage 0 or refit): layer-{model.b} features of {len(prompts)} prompts and "
+            f"{len(passages)} passages")
         xq = model.embed_queries(prompts, 32, k=offset_k, bf16=bf16, features=True)
         bar = tqdm(total=len(passages), desc="q/k fit: passage features", unit="passage", mininterval=2.0)
         parts = []

@@ -23,7 +23,8 @@ def slice_features(enc: LMSliceEncoder, prompts: list[str], passages: list[str],
     """Layer-b inputs (fp32) of the prompts' and passages' last tokens from the slice's current weights,
     cached under a key of everything they depend on."""
     def compute():
-        log(f"q/k fit (stage 0 or refit): slice layer-{enc.b} features of {len(prompts)} prompts and {len(passages)} passages")
+        log(f"q/k fit (stage 0 or refit): slice layer-{enc.b} features of {len(prompts)} prompts and "
+            f"{len(passages)} passages")
         return (torch.from_numpy(enc.encode_features(prompts, "query", 32, bf16)),
                 torch.from_numpy(enc.encode_features(passages, "passage", 64, bf16)))
     key = ["lm-slice", prompts, passages, enc.b, enc.l_max, bf16, F.weights_sum(enc.hf)]
