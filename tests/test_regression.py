@@ -55,3 +55,24 @@ def test_readme_headline_tables_are_generated_from_the_committed_csvs():
     for metric in ("em", "recall"):  # the preset's matched pair: both sides with the CPU additions
         assert markdown_deltas(paired, metric, ["ra-dit-llama-cpu-additions"],
                                reference="imprag-cpu-additions") in readme
+
+
+def test_readme_headline_wall_times_and_costs_match_the_committed_run():
+    """The README's wall-time row and cost table are typed from manifest.json and costs.csv: they must agree."""
+    import pandas as pd
+
+    run = ROOT / "results" / "headline"
+    readme = (ROOT / "README.md").read_text()
+    wall = json.loads((run / "manifest.json").read_text())["wall_s"]
+    order = ["train:ra-it", "train:ra-dit", "train:ra-dit-llama", "train:ra-dit-llama-cpu-additions",
+             "train:imprag", "train:imprag-cpu-additions", "eval", "stats", "costs"]
+    assert set(order) == set(wall), sorted(wall)
+    total = sum(wall.values())
+    row = " | ".join(f"{wall[s]:.0f}" for s in order)
+    assert f"| seconds | {row} | {total:,.0f} ({total / 3600:.1f} h) |" in readme
+    costs = pd.read_csv(run / "costs.csv").set_index("system")
+    for system, label in [("imprag", "ImpRAG"), ("ra-dit-llama", "RA-DIT-Llama"), ("ra-dit", "RA-DIT"),
+                          ("closed-book", "closed-book")]:
+        c = costs.loc[system]
+        assert f"| {label} | {c['latency_s_per_example']:.2f} s | {c['params_total'] / 1e6:.1f} M" in readme, system
+    assert f"RA-DIT-Llama takes {costs.loc['ra-dit-llama', 'latency_ratio']:.2f} times ImpRAG's time" in readme
