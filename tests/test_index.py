@@ -71,8 +71,36 @@ def test_rank_helpers_outside_torchrun(monkeypatch):
         monkeypatch.delenv(var, raising=False)
     assert dist.rank_world() == (0, 1) and dist.is_main() and dist.any_rank(True) and not dist.any_rank(False)
     dist.barrier()  # a no-op: no process group is started
-    assert dist.rank_device("cuda") == "cuda"
+    assert dist.rank_device("cpu") == "cpu" and dist.rank_device(None) is None
     monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("RANK", "3")
     monkeypatch.setenv("LOCAL_RANK", "1")
-    assert dist.rank_world() == (3, 4) and dist.rank_device("cuda") == "cuda:1" and dist.rank_device("cpu") == "cpu"
+    assert dist.rank_world() == (3, 4) and dist.rank_device("cpu") == "cpu"
+
+
+def test_one_device_rule(monkeypatch):
+    """`cuda` is the rank's own GPU; CUDA where there is none, or one `cuda:N` for many ranks, is refused."""
+    import torch
+
+    from imprag_bench.harness import dist
+    from imprag_bench.harness.errors import UserError
+
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(UserError, match="device: 'cuda' was asked for, but this machine has no CUDA"):
+        dist.rank_device("cuda")
+    current = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", current.append)
+    assert dist.rank_device("cuda") == "cuda:0" and dist.rank_device("cuda:1") == "cuda:1"
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert dist.rank_device("cuda") == "cuda:1" and current == [0, 1]
+    with pytest.raises(UserError, match="every rank on one GPU"):
+        dist.rank_device("cuda:0")
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    with pytest.raises(UserError, match="LOCAL_RANK 2 has no GPU"):
+        dist.rank_device("cuda")

@@ -32,10 +32,28 @@ def is_main() -> bool:
 
 
 def rank_device(device: str | None) -> str | None:
-    """`cuda` becomes `cuda:LOCAL_RANK` under torchrun (one GPU per rank); anything else is kept."""
-    if device == "cuda" and rank_world()[1] > 1:
-        return f"cuda:{local_rank()}"
-    return device
+    """The one device rule for every trainer, encoder and system: `cuda` is this rank's own GPU
+    (`cuda:LOCAL_RANK`, made current), an explicit `cuda:N` is kept in one process, and anything else (cpu,
+    None) is kept. Asking for CUDA where there is none, or for `cuda:N` from several torchrun ranks (they would
+    share one GPU), is refused with a UserError naming the `device` setting."""
+    if device is None or not str(device).startswith("cuda"):
+        return device
+    import torch
+
+    from imprag_bench.harness.errors import UserError
+    if not torch.cuda.is_available():
+        raise UserError(f"device: {device!r} was asked for, but this machine has no CUDA device "
+                        "(set device=cpu, or install a CUDA build of torch: see the README)")
+    size = rank_world()[1]
+    if device != "cuda":
+        if size > 1:
+            raise UserError(f"device: {device!r} under torchrun would put every rank on one GPU; use device=cuda "
+                            "(each rank then takes cuda:LOCAL_RANK)")
+        return device
+    if local_rank() >= torch.cuda.device_count():
+        raise UserError(f"device: LOCAL_RANK {local_rank()} has no GPU ({torch.cuda.device_count()} visible)")
+    torch.cuda.set_device(local_rank())
+    return f"cuda:{local_rank()}"
 
 
 def _group():
