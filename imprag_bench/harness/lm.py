@@ -61,6 +61,14 @@ def resolve_model_path(name: str) -> str:
                     "a local folder or a hub id such as meta-llama/Llama-3.2-3B")
 
 
+def check_weights(name: str) -> None:
+    """Fail early, with the how-to-provide message, when hub model `name` can be neither fetched nor found in
+    the local cache (offline aliases and local folders are checked when they load)."""
+    if name in OFFLINE_MODELS or os.path.isdir(name) or name.count("/") != 1 or name.startswith(("/", ".", "~")):
+        return
+    hub_weights_reachable(name)
+
+
 def load_lm(name: str, dtype: torch.dtype | str = torch.float32, device: str = "cpu"):
     """Return (model, tokenizer) in eval mode. The tokenizer pads on the left, for batched generation.
     `dtype` may be a torch dtype or its name ("float32", "bfloat16", "float16"; "auto": bf16 where `device`

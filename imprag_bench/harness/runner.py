@@ -100,8 +100,6 @@ def run(cfg: dict) -> Path:
     systems = [SystemSpec.from_config(s) for s in cfg["systems"]]
     base_opts = {k: cfg[k] for k in ("model", "k", "batch_size", "max_new_tokens", "seed", "device", "dtype")
                  if k in cfg}
-    if "device" in base_opts:
-        base_opts["device"] = dist.rank_device(base_opts["device"])  # one GPU per torchrun rank
     slugs = [s.slug for s in systems]
     if len(set(slugs)) < len(slugs):
         dup = next(s.label for s in systems if slugs.count(s.slug) > 1)
@@ -110,6 +108,15 @@ def run(cfg: dict) -> Path:
     # names, options (keys, values, checkpoint folders) and settings are checked before any work
     options_of = {s.label: validate(s.name, {**base_opts, **s.options}, s.label) for s in systems}
     validate_run(cfg)
+    # one GPU per torchrun rank; after validation and the weights check, so a missing model is named first
+    from imprag_bench.harness.lm import check_weights
+    for model in sorted({o["model"] for o in [base_opts, *options_of.values()] if o.get("model")}):
+        check_weights(model)
+    if "device" in base_opts:
+        base_opts["device"] = dist.rank_device(base_opts["device"])
+    for opts in options_of.values():
+        if "device" in opts:
+            opts["device"] = dist.rank_device(opts["device"])
     # the weight dtype as resolved on this machine: recorded in config.json, so a resume elsewhere that would
     # answer in another dtype is refused (check_config)
     cfg["dtype"] = weight_dtype(cfg.get("dtype") or "auto", base_opts.get("device", "cpu"))
