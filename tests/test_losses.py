@@ -3,7 +3,8 @@ import math
 
 import torch
 
-from imprag_bench.harness.training.losses import corpus_nce, distillation_kl, generation_loss, multilabel_nce, sequence_loglik
+from imprag_bench.harness.training.losses import (corpus_nce, distillation_kl, distillation_kl_sum, multilabel_nce,
+                                                  multilabel_nce_sum, target_logliks)
 
 
 def test_multilabel_nce_worked_example():
@@ -69,12 +70,40 @@ def test_distillation_kl_temperatures_and_mask():
     assert abs(got - want) < 1e-6
 
 
-def test_generation_loss_and_sequence_loglik_on_response_tokens_only():
-    # vocab 3; sequence of 3 tokens; only the last token is a response token.
-    logits = torch.log(torch.tensor([[[0.2, 0.3, 0.5], [0.1, 0.6, 0.3], [1 / 3, 1 / 3, 1 / 3]]]))
+def test_target_logliks_on_response_tokens_only():
+    # vocab 3; the "hidden state" is the log-probability row itself and the head is the identity.
+    rows = torch.log(torch.tensor([[[0.2, 0.3, 0.5], [0.1, 0.6, 0.3], [1 / 3, 1 / 3, 1 / 3]]]))
+    head = torch.nn.Identity()
     labels = torch.tensor([[-100, -100, 1]])  # position 1 predicts token 1 with p = 0.6
-    assert abs(generation_loss(logits, labels).item() - (-math.log(0.6))) < 1e-6
-    assert abs(sequence_loglik(logits, labels).item() - math.log(0.6)) < 1e-6
+    ll, n = target_logliks(rows, head, labels)
+    assert n == 1 and abs(ll.item() - math.log(0.6)) < 1e-6
     labels2 = torch.tensor([[-100, 2, 1]])  # plus position 0 predicting token 2 with p = 0.5
-    assert abs(generation_loss(logits, labels2).item() - (-(math.log(0.5) + math.log(0.6)) / 2)) < 1e-6
-    assert abs(sequence_loglik(logits, labels2).item() - (math.log(0.5) + math.log(0.6))) < 1e-6
+    ll, n = target_logliks(rows, head, labels2)
+    assert n == 2 and abs(ll.item() - (math.log(0.5) + math.log(0.6))) < 1e-6
+
+
+def test_target_logliks_chunked_equal_full_logits_with_the_same_gradient():
+    torch.manual_seed(0)
+    hidden = torch.randn(3, 7, 5, requires_grad=True)
+    head = torch.nn.Linear(5, 11)
+    labels = torch.randint(0, 11, (3, 7))
+    labels[0, :4] = -100
+    labels[2, 6] = -100
+    full = torch.log_softmax(head(hidden)[:, :-1], -1).gather(-1, labels[:, 1:].clamp_min(0)[..., None])[..., 0]
+    want = (full * (labels[:, 1:] != -100)).sum(-1)
+    got, n = target_logliks(hidden, head, labels, chunk=2)  # several chunks, recomputed in backward
+    assert n == int((labels[:, 1:] != -100).sum()) and torch.allclose(got, want, atol=1e-6)
+    g_want = torch.autograd.grad(want.sum(), [hidden, head.weight])
+    g_got = torch.autograd.grad(got.sum(), [hidden, head.weight])
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(g_want, g_got))
+
+
+def test_sum_forms_are_the_means_times_their_counts():
+    s = torch.tensor([[2.0, 1.0, 0.0], [0.5, -1.0, 1.0], [0.0, 0.0, 0.0]])
+    pos = torch.tensor([[True, False, False], [False, True, False], [False, False, False]])  # row 3: none
+    total, count = multilabel_nce_sum(s, pos, ~pos)
+    assert count == 2 and torch.allclose(total / count, multilabel_nce(s, pos, ~pos))
+    ll = torch.tensor([[-1.0, -2.0, -3.0], [-0.5, -0.5, -4.0], [-1.0, -1.0, -1.0]])
+    mask = torch.ones_like(pos)
+    total, count = distillation_kl_sum(s, ll, mask)
+    assert count == 3 and torch.allclose(total / 3, distillation_kl(s, ll, mask))

@@ -227,5 +227,5 @@ def test_a_finished_reader_stage_returns_its_checkpoint_without_retrieving_again
     assert Ranked.calls == 1
     assert train_reader(cfg, CORPUS, items(), Ranked(), tmp_path / "out", "ra-it") == first
     assert Ranked.calls == 1  # the finished stage neither retrieved nor loaded the LM again
-    with pytest.raises(ValueError, match="different run"):  # another step count is not "finished"
+    with pytest.raises(UserError, match="different run"):  # another step count is not "finished"
         train_reader({**cfg, "steps": 2}, CORPUS, items(), Ranked(), tmp_path / "out", "ra-it")

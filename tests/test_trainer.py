@@ -149,7 +149,7 @@ DDP_SCRIPT = SETUP + textwrap.dedent('''
     from pathlib import Path
     from imprag_bench.harness.training.loop import TrainConfig, gather_candidates, train, world
     rank, size = world()
-    # uneven candidate counts per rank; this rank's rows keep their gradient
+    # uneven candidate counts per rank; the gather is differentiable: every rank's loss reaches every row
     e = torch.full((rank + 1, 3), float(rank), requires_grad=True)
     ids, g = gather_candidates([f"c{rank}.{i}" for i in range(rank + 1)], e)
     (g * torch.arange(1, g.shape[0] + 1.0)[:, None]).sum().backward()
@@ -172,6 +172,7 @@ def test_two_process_data_parallel(tmp_path):
     assert r0["size"] == 2
     assert r0["ids"] == r1["ids"] == ["c0.0", "c1.0", "c1.1"]
     assert r0["rows"] == r1["rows"] == [[0.0] * 3, [1.0] * 3, [1.0] * 3]
-    assert r0["grad"] == [[1.0] * 3] and r1["grad"] == [[2.0] * 3, [3.0] * 3]
+    # each rank's loss weighs row i by i + 1; a row's gradient sums both ranks' losses (FSDP2 then averages)
+    assert r0["grad"] == [[2.0] * 3] and r1["grad"] == [[4.0] * 3, [6.0] * 3]
     assert (out / "checkpoint/model.safetensors").exists()
     assert json.loads((out / "checkpoint/trainer_state.json").read_text())["step"] == 2

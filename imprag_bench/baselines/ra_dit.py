@@ -117,11 +117,14 @@ def retrieved_contexts(items, retriever, corpus, k: int) -> dict:
 def _train_cfg(cfg: dict, out: Path, stage: str, n_items: int, lr: float | None = None):
     from imprag_bench.harness.training.loop import TrainConfig
 
+    from imprag_bench.harness.training.config import engine_settings
+
     bs = cfg.get("retriever_batch_size") if stage == "retriever" else None
     return TrainConfig(out=str(out), steps=_steps(cfg, n_items, stage), batch_size=int(bs or cfg["batch_size"]),
                        lr=float(lr if lr is not None else cfg["lr"]), weight_decay=float(cfg["weight_decay"]),
                        grad_clip=float(cfg["grad_clip"]), lr_warmup=float(cfg["lr_warmup"]), seed=int(cfg["seed"]),
-                       ckpt_every=int(cfg["ckpt_every"]), stop_after=cfg.get("stop_after"))
+                       ckpt_every=int(cfg["ckpt_every"]), stop_after=cfg.get("stop_after"),
+                       **engine_settings(cfg, cfg["device"]))
 
 
 def _stage_done(folder: Path, steps: int) -> bool:
@@ -178,22 +181,31 @@ def _out(cfg, system: str) -> Path:
     return Path(default_out(system, cfg))
 
 
-def _setup(cfg: dict, system: str):
+def _setup(cfg, system: str):
+    """(cfg with `device` as this rank's own (harness.dist.rank_device), out, corpus, mix); rank 0 records
+    the settings in train_config.json."""
+    from imprag_bench.harness import dist as dist_env
+    from imprag_bench.harness.io import atomic_write_text
+
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg["threads"]))
+    recorded = cfg.to_dict()
+    cfg = cfg.replace(device=dist_env.rank_device(cfg["device"]))
     out = _out(cfg, system)
     corpus, mix = training_data(cfg, out)
-    (out / "train_config.json").write_text(json.dumps({**cfg.to_dict(), "system": system, "n_items": len(mix)},
-                                                      indent=1, default=str))
-    return out, corpus, mix
+    if dist_env.is_main():
+        atomic_write_text(out / "train_config.json", json.dumps(
+            {**recorded, "system": system, "n_items": len(mix), "world": dist_env.rank_world()[1]},
+            indent=1, default=str))
+    return cfg, out, corpus, mix
 
 
 def run_ra_it(cfg: dict) -> Path:
     from imprag_bench.harness.dense import DenseRetriever
 
     refuse_slice_keys(cfg, "ra-it")
-    out, corpus, mix = _setup(cfg, "ra-it")
-    retriever = DenseRetriever(corpus, _cache(cfg), encoder=encoder_name(cfg))
+    cfg, out, corpus, mix = _setup(cfg, "ra-it")
+    retriever = DenseRetriever(corpus, _cache(cfg), encoder=encoder_name(cfg), device=cfg["device"])
     return train_reader(cfg, corpus, mix, retriever, out, "ra-it",
                         retriever_pointer={"kind": "dense", "encoder": encoder_name(cfg)})
 
@@ -208,7 +220,7 @@ def _tuned_retriever_then_reader(cfg: dict, name: str, make_trainable, warmup_sh
     the retriever checkpoint: the reader never trains on a partial retriever."""
     from imprag_bench.harness.lm import load_lm
 
-    out, corpus, mix = _setup(cfg, name)
+    cfg, out, corpus, mix = _setup(cfg, name)
     rdir = out / "retriever" / "checkpoint"
     n_ret = sum(it.kind == "retrieval" for it in mix)
     n_steps = _steps(cfg, n_ret, "retriever")
@@ -234,12 +246,10 @@ def run_ra_dit(cfg: dict) -> Path:
     refuse_slice_keys(cfg, "ra-dit")
 
     def trainable(lm, tok):
-        enc = DenseEncoder(encoder_name(cfg), bf16=False)
-        enc.model.to(cfg["device"])
-        return TrainableRetriever(enc)
+        return TrainableRetriever(DenseEncoder(encoder_name(cfg), bf16=False, device=cfg["device"]))
     return _tuned_retriever_then_reader(
         cfg, "ra-dit", trainable, 0.0, float(cfg["retriever_lr"]),
-        lambda corpus, rdir: DenseRetriever(corpus, _cache(cfg), encoder=str(rdir)))
+        lambda corpus, rdir: DenseRetriever(corpus, _cache(cfg), encoder=str(rdir), device=cfg["device"]))
 
 
 def slice_score_scale(value: float | str, head_dim: int) -> float:

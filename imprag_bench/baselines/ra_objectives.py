@@ -1,7 +1,7 @@
 """Training objectives of the trained explicit-query baselines (paper section 7), for `imprag_bench.harness.training.loop.train`.
 
 - `ReaderObjective` (RA-IT, and the reader stage of RA-DIT / RA-DIT-Llama): all LM parameters, J_gen
-  (`imprag_bench.harness.training.losses.generation_loss`) on the target tokens only. Retrieval items read their retriever's top-k
+  (`reader_logliks`) on the target tokens only. Retrieval items read their retriever's top-k
   passages as TEXT in context (`imprag_bench.harness.prompting.passages_block`, each passage cut to `passage_tokens`
   tokens exactly like `imprag_bench.baselines.reader.Reader`), then the prompt; instruction items read their prompt
   alone; plain-text items are LM loss on the whole text. Targets are " {target}\\n" (the demonstration
@@ -30,6 +30,7 @@ from imprag_bench.baselines.reader import clip_passages
 from imprag_bench.harness.lm import pad
 from imprag_bench.harness.training import losses
 from imprag_bench.harness.training.data import target_text
+from imprag_bench.harness.training.loop import gather_candidates, global_mean
 from imprag_bench.harness.training.negatives import random_passages
 
 NO_LM_PASS = -1e4  # log-likelihood given to in-batch negatives in the distillation target (P_T ~ 0)
@@ -62,6 +63,17 @@ def encode_triples(tok, triples: list[tuple[str, str, str]], max_prompt_tokens: 
     return ids, mask, lab
 
 
+def reader_logliks(model, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, bf16: bool
+                   ) -> tuple[torch.Tensor, int]:
+    """(log P(labelled tokens) per sequence [B], number of them) under an HF causal LM, its output
+    embeddings applied at labelled positions only (harness.training.losses.target_logliks)."""
+    dev = model.device
+    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+        hidden = model.base_model(input_ids=ids.to(dev), attention_mask=mask.long().to(dev),
+                                  use_cache=False).last_hidden_state
+        return losses.target_logliks(hidden, model.get_output_embeddings(), labels.to(dev))
+
+
 class ReaderObjective:
     """J_gen of the whole LM on the training mix, retrieval items reading their retrieved passages."""
 
@@ -80,6 +92,15 @@ class ReaderObjective:
         for p in self.model.parameters():
             p.requires_grad_(True)
 
+    fsdp_units = "layer"  # one HF forward per step: one FSDP2 unit per decoder layer (harness.training.engine)
+
+    def module(self) -> torch.nn.Module:
+        return self.model
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
     def parameters(self):
         return self.model.parameters()
 
@@ -89,20 +110,20 @@ class ReaderObjective:
     def losses(self, batch, step: int, total_steps: int) -> dict[str, torch.Tensor]:
         ids, mask, labels = encode_triples(self.tok, self.triples(batch), self.max_prompt_tokens,
                                            self.max_target_tokens)
-        dev = self.model.device
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.bf16):
-            logits = self.model(input_ids=ids.to(dev), attention_mask=mask.long().to(dev)).logits
-        gen = losses.generation_loss(logits, labels.to(dev))
+        ll, n = reader_logliks(self.model, ids, mask, labels, self.bf16)
+        gen = global_mean(-ll.sum(), n)  # the mean over the global micro-batch's target tokens
         return {"loss": gen, "gen": gen}
 
-    def save(self, folder: Path) -> None:
+    def save(self, folder: Path, state: dict | None = None) -> None:
+        """The reader as an HF folder (`state`: its full state dict, gathered by the training loop), the
+        retriever it read from and ra_config.json."""
         folder = Path(folder)
-        self.model.save_pretrained(folder)
+        self.model.save_pretrained(folder, state_dict=state)
         self.tok.save_pretrained(folder)
         ret = folder / "retriever"
         if self.retriever_folder is not None:
             shutil.copytree(self.retriever_folder, ret, dirs_exist_ok=True,
-                            ignore=shutil.ignore_patterns("optimizer.pt", "trainer_state.json", "log.jsonl"))
+                            ignore=shutil.ignore_patterns("dcp", "extra.pt", "trainer_state.json", "log.jsonl"))
         else:
             ret.mkdir(parents=True, exist_ok=True)
             (ret / "retriever.json").write_text(json.dumps(self.retriever_pointer or {}, indent=1))
@@ -110,17 +131,11 @@ class ReaderObjective:
                                                       "max_prompt_tokens": self.max_prompt_tokens,
                                                       "max_target_tokens": self.max_target_tokens}, indent=1))
 
-    def load(self, folder: Path) -> None:
-        from transformers import AutoModelForCausalLM
-
-        saved = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-        self.model.load_state_dict(saved.state_dict())
-
 
 class TrainableRetriever:
     """A retriever encoder trained against the frozen LM: `harness.dense.DenseEncoder` (RA-DIT) or
     `baselines.retrievers.lm_slice.LMSliceEncoder` (RA-DIT-Llama). Both expose `module`, `query_embed`,
-    `passage_embed`, `score_scale`, `save` and `load_weights`; the module stays in eval mode (no dropout) with
+    `passage_embed`, `score_scale` and `save`; the module stays in eval mode (no dropout) with
     every parameter trainable. `score_scale` (default: the encoder's own) multiplies the scores in training."""
 
     def __init__(self, encoder, score_scale: float | None = None):
@@ -139,11 +154,8 @@ class TrainableRetriever:
     def passage_embed(self, texts):
         return self.enc.passage_embed(texts)
 
-    def save(self, folder):
-        self.enc.save(folder)
-
-    def load_state(self, folder):
-        self.enc.load_weights(folder)
+    def save(self, folder, state: dict | None = None):
+        self.enc.save(folder, state)
 
 
 class RetrieverObjective:
@@ -171,6 +183,15 @@ class RetrieverObjective:
         for p in self.lm.parameters():
             p.requires_grad_(False)
 
+    fsdp_units = "model"  # a step runs the encoder a data-dependent number of times
+
+    def module(self) -> torch.nn.Module:
+        return self.retriever.enc.module
+
+    @property
+    def device(self) -> torch.device:
+        return self.lm.device
+
     def parameters(self):
         return self.retriever.parameters()
 
@@ -186,37 +207,47 @@ class RetrieverObjective:
                 if p not in taken]
 
     def table(self, batch):
-        """(items, column passage ids, positive mask, own-candidate mask) for the retrieval items of a batch."""
+        """(items, column passage ids, positive mask, own-candidate mask) for the retrieval items of a batch
+        (this rank's part; `losses` widens the columns to the global micro-batch's)."""
         items = [it for it in batch if it.candidates is not None]
-        cols: list[str] = []
-        seen = set()
-        for it in items:
-            for pid in (*it.candidates.positives, *it.candidates.hard_negatives):
-                if pid not in seen:
-                    seen.add(pid)
-                    cols.append(pid)
+        cols = list(dict.fromkeys(pid for it in items
+                                  for pid in (*it.candidates.positives, *it.candidates.hard_negatives)))
+        return (items, cols, *self.masks(items, cols))
+
+    @staticmethod
+    def masks(items, cols: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(positive, own-candidate) bool masks [items, cols]."""
+        where = {pid: j for j, pid in enumerate(cols)}
         pos = torch.zeros(len(items), len(cols), dtype=torch.bool)
         own = torch.zeros_like(pos)
-        where = {pid: j for j, pid in enumerate(cols)}
         for i, it in enumerate(items):
             for pid in it.candidates.positives:
                 pos[i, where[pid]] = True
             for pid in (*it.candidates.positives, *it.candidates.hard_negatives):
                 own[i, where[pid]] = True
-        return items, cols, pos, own
+        return pos, own
 
-    def scores(self, items, cols, extra: list[str] = ()) -> torch.Tensor:
-        """s(q, p) * score_scale over [queries, columns + extra], with gradients into the retriever (the
-        `extra` passages are embedded without gradient: stop-grad negatives)."""
+    def embed(self, items, cols) -> tuple[torch.Tensor, torch.Tensor]:
+        """(E_q [items, d], E_p [cols, d]) in fp32, with gradients into the retriever."""
         dev = self.lm.device
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.bf16):
             e_q = self.retriever.query_embed([it.prompt for it in items])
             e_p = self.retriever.passage_embed([p.as_text() for p in self.corpus.get_many(cols)])
-            if extra:
-                with torch.no_grad():
-                    e_x = self.retriever.passage_embed([p.as_text() for p in self.corpus.get_many(list(extra))])
-        e_p = e_p.float() if not extra else torch.cat([e_p.float(), e_x.float()])
-        return (e_q.float() @ e_p.T) * self.retriever.score_scale
+        return e_q.float(), e_p.float()
+
+    def score(self, e_q: torch.Tensor, e_p: torch.Tensor, extra: list[str] = ()) -> torch.Tensor:
+        """s(q, p) * score_scale over [queries, columns + extra]; the `extra` passages are embedded without
+        gradient (stop-grad negatives)."""
+        if extra:
+            dev = self.lm.device
+            with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.bf16):
+                e_x = self.retriever.passage_embed([p.as_text() for p in self.corpus.get_many(list(extra))])
+            e_p = torch.cat([e_p, e_x.float()])
+        return (e_q @ e_p.T) * self.retriever.score_scale
+
+    def scores(self, items, cols, extra: list[str] = ()) -> torch.Tensor:
+        """`score` of `embed`: [queries, columns + extra] for one process's items and columns."""
+        return self.score(*self.embed(items, cols), extra)
 
     @torch.no_grad()
     def lm_logliks(self, items, cols, own) -> torch.Tensor:
@@ -229,34 +260,42 @@ class RetrieverObjective:
             part = cells[s:s + self.lm_batch]
             triples = [item_text(items[i], clipped[cols[j]]) for i, j in part]
             ids, mask, labels = encode_triples(self.tok, triples, self.max_prompt_tokens, self.max_target_tokens)
-            dev = self.lm.device
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.bf16):
-                logits = self.lm(input_ids=ids.to(dev), attention_mask=mask.long().to(dev)).logits
-            ll = losses.sequence_loglik(logits, labels.to(dev)).float().cpu()
+            ll = reader_logliks(self.lm, ids, mask, labels, self.bf16)[0].cpu()
             for (i, j), v in zip(part, ll.tolist()):
                 out[i, j] = v
         return out
 
     def losses(self, batch, step: int, total_steps: int) -> dict[str, torch.Tensor]:
-        items, cols, pos, own = self.table(batch)
-        if not items:
-            zero = sum(p.sum() * 0.0 for p in self.parameters())
-            return {"loss": zero}
+        items, cols, _, _ = self.table(batch)
+        key = "nce" if step < self.warmup_steps else "kl"
+        if items:
+            e_q, e_p = self.embed(items, cols)
+        else:
+            e_p = torch.zeros((0, 0), device=self.lm.device)
+        # in-batch negatives: every rank's candidates (differentiable gather; a passage id counts once)
+        all_ids, e_all = gather_candidates(cols, e_p)
+        if not items:  # the same collectives as the other ranks, backward included
+            zero = e_all.sum() * 0.0 + sum(p.sum() for p in self.parameters()) * 0.0
+            zero = global_mean(zero, 0)
+            return {"loss": zero, key: zero}
+        first: dict[str, int] = {}
+        for j, pid in enumerate(all_ids):
+            first.setdefault(pid, j)
+        cols, e_c = list(first), e_all[list(first.values())]
+        pos, own = self.masks(items, cols)
         extra = self.extra_negatives(cols, step) if self.random_negatives else []
-        s = self.scores(items, cols, extra)
+        s = self.score(e_q, e_c, extra)
         if extra:  # extra columns: never a positive, never an own candidate (so never scored by the LM)
             none = torch.zeros(len(items), len(extra), dtype=torch.bool)
             cols, pos, own = cols + extra, torch.cat([pos, none], 1), torch.cat([own, none], 1)
-        if step < self.warmup_steps:
-            nce = losses.multilabel_nce(s, pos.to(s.device), (~pos).to(s.device))
+        if key == "nce":
+            nce = global_mean(*losses.multilabel_nce_sum(s, pos.to(s.device), (~pos).to(s.device)))
             return {"loss": nce, "nce": nce}
         ll = self.lm_logliks(items, cols, own).to(s.device)
         mask = torch.ones_like(own) if self.inbatch else own
-        kl = losses.distillation_kl(s, ll, mask.to(s.device), tau_r=1.0, tau_t=self.tau_t)
+        kl = global_mean(*losses.distillation_kl_sum(s, ll, mask.to(s.device), tau_r=1.0, tau_t=self.tau_t))
         return {"loss": kl, "kl": kl}
 
-    def save(self, folder: Path) -> None:
-        self.retriever.save(folder)
-
-    def load(self, folder: Path) -> None:
-        self.retriever.load_state(folder)
+    def save(self, folder: Path, state: dict | None = None) -> None:
+        """The retriever as a folder its system loads (`state`: the encoder's full state dict)."""
+        self.retriever.save(folder, state)

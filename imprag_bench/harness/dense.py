@@ -61,7 +61,7 @@ class DenseEncoder:
         self.name, self.max_length, self.batch_size = name, max_length, batch_size
         self.bf16 = use_bf16(bf16, device)  # resolved once: encode() and the index binding use this bool
         self.tok = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path).eval()
+        self.model = AutoModel.from_pretrained(path).eval().to(device)
 
     def embed(self, texts: list[str], bf16: bool = False) -> torch.Tensor:
         """Pooled embeddings [n, d] of one batch, with gradients (used for training and by `encode`)."""
@@ -90,17 +90,12 @@ class DenseEncoder:
     def passage_embed(self, texts: list[str]) -> torch.Tensor:
         return self.embed(texts)
 
-    def load_weights(self, folder: str | Path) -> None:
-        """Load the weights of a saved encoder folder into this one (training resume)."""
-        from transformers import AutoModel
-
-        self.model.load_state_dict(AutoModel.from_pretrained(folder).state_dict())
-
-    def save(self, folder: str | Path) -> None:
-        """Write the encoder as a folder that `DenseEncoder(folder)` loads (weights, tokenizer, pooling)."""
+    def save(self, folder: str | Path, state: dict | None = None) -> None:
+        """Write the encoder as a folder that `DenseEncoder(folder)` loads (weights, tokenizer, pooling);
+        `state`: the weights to write (a training loop's gathered full state dict), default the model's own."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(folder)
+        self.model.save_pretrained(folder, state_dict=state)
         self.tok.save_pretrained(folder)
         meta = {"kind": "dense", "normalise": self.normalise, "base": self.name, "pooling": "mean"}
         (folder / RETRIEVER_FILE).write_text(json.dumps(meta, indent=1))
@@ -125,9 +120,9 @@ class DenseRetriever:
     name = "dense"
 
     def __init__(self, corpus: Corpus, cache_dir: Path, encoder: str = "minilm", factory: str = "Flat",
-                 bf16: bool | str = "auto"):
+                 bf16: bool | str = "auto", device: str = "cpu"):
         self.corpus = corpus
-        self.encoder = DenseEncoder(encoder, bf16=bf16)
+        self.encoder = DenseEncoder(encoder, bf16=bf16, device=device)
         key = f"ckpt-{self.encoder.weights_digest[:12]}" if os.path.isdir(encoder) else encoder.replace('/', '_')
         binding = {"kind": "dense-mean-pool", "encoder": key if os.path.isdir(encoder) else self.encoder.name,
                    "weights": self.encoder.weights_digest,

@@ -34,8 +34,9 @@ def is_main() -> bool:
 def rank_device(device: str | None) -> str | None:
     """The one device rule for every trainer, encoder and system: `cuda` is this rank's own GPU
     (`cuda:LOCAL_RANK`, made current), an explicit `cuda:N` is kept in one process, and anything else (cpu,
-    None) is kept. Asking for CUDA where there is none, or for `cuda:N` from several torchrun ranks (they would
-    share one GPU), is refused with a UserError naming the `device` setting."""
+    None) is kept; the rule is idempotent (this rank's own `cuda:LOCAL_RANK` passes again). Asking for CUDA
+    where there is none, or for another `cuda:N` from several torchrun ranks (they would share one GPU), is
+    refused with a UserError naming the `device` setting."""
     if device is None or not str(device).startswith("cuda"):
         return device
     import torch
@@ -45,7 +46,7 @@ def rank_device(device: str | None) -> str | None:
         raise UserError(f"device: {device!r} was asked for, but this machine has no CUDA device "
                         "(set device=cpu, or install a CUDA build of torch: see the README)")
     size = rank_world()[1]
-    if device != "cuda":
+    if device != "cuda" and device != f"cuda:{local_rank()}":
         if size > 1:
             raise UserError(f"device: {device!r} under torchrun would put every rank on one GPU; use device=cuda "
                             "(each rank then takes cuda:LOCAL_RANK)")
@@ -54,6 +55,12 @@ def rank_device(device: str | None) -> str | None:
         raise UserError(f"device: LOCAL_RANK {local_rank()} has no GPU ({torch.cuda.device_count()} visible)")
     torch.cuda.set_device(local_rank())
     return f"cuda:{local_rank()}"
+
+
+def start() -> None:
+    """Start the default process group (nccl for CUDA tensors, gloo for CPU ones) and the coordination group,
+    if nobody has: every rank calls it at the same point (train, run)."""
+    _group()
 
 
 def _group():

@@ -15,7 +15,6 @@ machine) and report.html. Presets live in presets/reproduce/*.yaml.
 from __future__ import annotations
 
 import difflib
-import json
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -24,7 +23,6 @@ import yaml
 
 from imprag_bench.harness.assets import log
 from imprag_bench.harness.errors import UserError
-from imprag_bench.harness.io import atomic_write_text
 
 STAGES = ("train", "eval", "stats", "costs")
 

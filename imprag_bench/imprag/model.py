@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from imprag_bench.harness.lm import pad, paper_layer_groups  # noqa: F401  (pad is re-exported)
+from imprag_bench.harness.training.losses import target_logliks
 from imprag_bench.imprag.layers import LayerRunner, PrefixKV, positions_from_mask, self_attention_mask
 
 default_layer_groups = paper_layer_groups  # the paper's (b, t), scaled to other depths
@@ -228,6 +229,12 @@ class ImpRAGModel(nn.Module):
                        position_ids: Tensor | None = None) -> Tensor:
         """Teacher-forcing logits [B, T, V] of (left-padded) inputs; with passages, layers b..t read them as
         prefix KV and positions start at k*l_max (unless `position_ids` is given)."""
+        return self.runner.logits(self.forward_hidden(input_ids, attention_mask, passages, position_ids))
+
+    def forward_hidden(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+                       passages: list[list[str]] | PrefixKV | None = None,
+                       position_ids: Tensor | None = None) -> Tensor:
+        """`forward_logits` before the final norm and LM head: the last layer's hidden states [B, T, d]."""
         ids = input_ids.to(self.device)
         mask = torch.ones_like(ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool().to(ids.device)
         prefix = passages if isinstance(passages, PrefixKV) or passages is None else self.encode_passages_kv(passages)
@@ -238,23 +245,32 @@ class ImpRAGModel(nn.Module):
         smask = self_attention_mask(mask, ids.shape[1])
         h = self.runner.run(h, range(self.b), cos, sin, smask)
         self.bottom_prompt_passes += ids.shape[0]
-        h = self.runner.run(h, range(self.b, self.n_layers), cos, sin, smask, prefix)
-        return self.runner.logits(h)
+        return self.runner.run(h, range(self.b, self.n_layers), cos, sin, smask, prefix)
+
+    def token_labels(self, prompts: list[list[int]], targets: list[list[int]]) -> tuple[Tensor, Tensor, Tensor]:
+        """Left-padded ids, mask and labels (-100 but on target tokens predicted from a real token) of
+        prompt + target id lists."""
+        ids, mask = pad([p + t for p, t in zip(prompts, targets)], self.pad_id, "left")
+        labels = torch.full_like(ids, -100)
+        for i, t in enumerate(targets):
+            if t:
+                labels[i, ids.shape[1] - len(t):] = ids[i, ids.shape[1] - len(t):]
+        labels[:, 1:][~mask[:, :-1]] = -100  # an empty prompt's first target token has nothing to predict it
+        labels[:, 0] = -100
+        return ids.to(self.device), mask.to(self.device), labels.to(self.device)
+
+    def target_logliks(self, prompts: list[list[int]], targets: list[list[int]],
+                       passages: list[list[str]] | PrefixKV | None = None) -> tuple[Tensor, int]:
+        """(log P(target ids | prompt ids, passages) per example [B], number of target tokens scored), the LM
+        head applied at target positions only (harness.training.losses.target_logliks)."""
+        ids, mask, labels = self.token_labels(prompts, targets)
+        return target_logliks(self.forward_hidden(ids, mask, passages), self.runner.logits, labels)
 
     def target_loglik(self, prompts: list[str], targets: list[str],
                       passages: list[list[str]] | PrefixKV | None = None) -> Tensor:
         """Sum of log P(target tokens | prompt, passages) per example [B] (targets appended as given: include
         the leading space). The quantity behind J_gen and the self-distillation targets P_T."""
-        p_ids, t_ids = self.token_ids(prompts), self.token_ids(targets)
-        ids, mask = pad([p + t for p, t in zip(p_ids, t_ids)], self.pad_id, "left")
-        is_target = torch.zeros_like(mask)
-        for i, t in enumerate(t_ids):
-            if t:
-                is_target[i, ids.shape[1] - len(t):] = True
-        ids, mask, is_target = ids.to(self.device), mask.to(self.device), is_target.to(self.device)
-        logp = torch.log_softmax(self.forward_logits(ids, mask, passages)[:, :-1].float(), dim=-1)
-        tok_lp = logp.gather(-1, ids[:, 1:, None]).squeeze(-1)
-        return (tok_lp * is_target[:, 1:]).sum(-1)
+        return self.target_logliks(self.token_ids(prompts), self.token_ids(targets), passages)[0]
 
     # ---- inference -----------------------------------------------------------------------------------------
     def generate(self, prompts: list[str], retrieve_fn=None, passage_text_fn=None, k: int | None = None,

@@ -39,7 +39,7 @@ from imprag_bench.harness.training import losses as L
 from imprag_bench.imprag.model import ImpRAGModel, pad
 from imprag_bench.harness.training.negatives import random_passages
 from imprag_bench.harness.training.data import target_text
-from imprag_bench.harness.training.loop import gather_candidates, warmup_steps
+from imprag_bench.harness.training.loop import gather_candidates, global_mean, warmup_steps
 from imprag_bench.harness.training.losses import score_scale
 
 CONFIG_FILE = "imprag_config.json"
@@ -86,6 +86,16 @@ class ImpRAGObjective:
         self.scale = score_scale(self.cfg.score_scale, model.runner.head_dim)
         self.tau_r = self.cfg.tau_r or 1.0 / self.scale
         self.negative_pool = list(negative_pool or [])
+
+    fsdp_units = "model"  # a step runs the layers a data-dependent number of times (harness.training.engine)
+
+    def module(self) -> torch.nn.Module:
+        """What training updates: the whole LM."""
+        return self.model.lm
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
 
     def parameters(self):
         return self.model.lm.parameters()
@@ -184,7 +194,7 @@ class ImpRAGObjective:
         extras = stage == "warmup" or self.cfg.distill_over == "all"
         scores, all_ids, positive, negative = self.candidate_scores(items, step, extras=extras)
         if stage == "warmup":
-            return L.multilabel_nce(scores, positive, negative, scale=self.scale)
+            return global_mean(*L.multilabel_nce_sum(scores, positive, negative, scale=self.scale))
         fresh = all_ids[:self.n_fresh]  # C without the random extras
         cands, ll = self.teacher_loglik(items, fresh if self.cfg.teacher_over == "all" else None)
         col = {pid: j for j, pid in enumerate(all_ids)}
@@ -193,23 +203,10 @@ class ImpRAGObjective:
             for j, pid in enumerate(c):
                 target[i, col[pid]] = ll[i, j]
         own = torch.isfinite(target)
-        return L.distillation_kl(scores, target, own, tau_r=self.tau_r, tau_t=self.cfg.tau_t,
-                                 score_mask=negative if self.cfg.distill_over == "all" else None)
+        return global_mean(*L.distillation_kl_sum(scores, target, own, tau_r=self.tau_r, tau_t=self.cfg.tau_t,
+                                                  score_mask=negative if self.cfg.distill_over == "all" else None))
 
     # ---- generation ----------------------------------------------------------------------------------
-    def _token_loglik(self, prompts: list[list[int]], targets: list[list[int]], passages) -> Tensor:
-        """Summed target-token log-likelihood over the batch (ids given; `passages` texts per item or None)."""
-        m = self.model
-        ids, mask = pad([p + t for p, t in zip(prompts, targets)], m.pad_id, "left")
-        is_t = torch.zeros_like(mask)
-        for i, t in enumerate(targets):
-            is_t[i, ids.shape[1] - len(t):] = True
-        ids, mask, is_t = ids.to(m.device), mask.to(m.device), is_t.to(m.device)
-        logits = m.forward_logits(ids, mask, passages)[:, :-1]
-        sel = is_t[:, 1:] & mask[:, :-1]  # predicted from a real token (an empty prompt's first token is not)
-        lp = torch.log_softmax(logits[sel].float(), dim=-1)  # logits only where a target token is predicted
-        return lp.gather(-1, ids[:, 1:][sel][:, None]).sum()
-
     def generation_loss(self, items: list) -> tuple[Tensor, int]:
         """(summed negative log-likelihood, number of target tokens) of J_gen over `items`."""
         m, c = self.model, self.cfg
@@ -226,31 +223,31 @@ class ImpRAGObjective:
                 passages = [self.passage_text(list(dict.fromkeys(
                     (*it.candidates.positives, *it.candidates.hard_negatives)))[:c.n_read]) for it in group]
             with self._autocast():
-                total = total - self._token_loglik(prompts, targets, passages)
-            count += sum(max(0, len(t) - (0 if p else 1)) for p, t in zip(prompts, targets))
+                ll, n = m.target_logliks(prompts, targets, passages)
+            total, count = total - ll.sum(), count + n
         return total, count
 
     def losses(self, batch: list, step: int, total_steps: int) -> dict[str, Tensor]:
         stage = self.stage(step, total_steps)
         ret = [it for it in batch if it.kind == "retrieval" and it.candidates is not None]
         out = {}
-        nll, n_tok = self.generation_loss(batch)
-        out["gen"] = nll / max(1, n_tok)
+        out["gen"] = global_mean(*self.generation_loss(batch))  # the mean over the global micro-batch's tokens
         if ret:
             out["ret"] = self.retrieval_loss(ret, stage, step)
-        else:  # every rank must run the same collectives: gather an empty candidate set
-            gather_candidates([], torch.zeros((0, self.model.dim), device=self.model.device))
-            out["ret"] = torch.zeros((), device=self.model.device)
+        else:  # every rank runs the same collectives, backward included: an empty candidate set, no query
+            _, e_all = gather_candidates([], torch.zeros((0, 0), device=self.model.device))
+            out["ret"] = global_mean(e_all.sum() * 0.0, 0)
         out["loss"] = self.cfg.gen_weight * out["gen"] + self.cfg.lam * out["ret"]
         out["distill"] = torch.tensor(float(stage == "distill"))
         return {"loss": out["loss"], **{k: v for k, v in out.items() if k != "loss"}}
 
     # ---- checkpoints ---------------------------------------------------------------------------------
-    def save(self, folder: Path) -> None:
+    def save(self, folder: Path, state: dict | None = None) -> None:
         """An HF folder (safetensors + tokenizer) that imprag_bench.harness.lm.load_lm reads, plus imprag_config.json
-        with b/t/l_max/passage_encoding (read by imprag_bench.imprag.system.config_from_options)."""
+        with b/t/l_max/passage_encoding (read by imprag_bench.imprag.system.config_from_options). `state`: the
+        LM's full state dict (gathered from the shards by the training loop); default the LM's own."""
         folder = Path(folder)
-        self.model.lm.save_pretrained(folder, safe_serialization=True)
+        self.model.lm.save_pretrained(folder, state_dict=state, safe_serialization=True)
         self.model.tok.save_pretrained(folder)
         m = self.model
         (folder / CONFIG_FILE).write_text(json.dumps(

@@ -24,9 +24,12 @@ from pathlib import Path
 
 import torch
 
+from imprag_bench.harness import dist as dist_env
+from imprag_bench.harness.errors import UserError
+from imprag_bench.harness.io import atomic_write_text
 from imprag_bench.harness.registry import TRAINERS
 from imprag_bench.harness.hardware import use_bf16
-from imprag_bench.harness.training.config import SharedTrainConfig, default_out
+from imprag_bench.harness.training.config import SharedTrainConfig, default_out, engine_settings
 from imprag_bench.harness.training.data import training_items
 from imprag_bench.harness.training.loop import TrainConfig, train_in_stages, world
 from imprag_bench.harness.training.trainer import Trainer
@@ -60,10 +63,7 @@ def build_objective(cfg: ImpRAGTrainConfig, corpus) -> ImpRAGObjective:
     from imprag_bench.harness.lm import load_lm
     from imprag_bench.imprag.model import ImpRAGConfig, ImpRAGModel
 
-    device = cfg["device"]
-    if device == "cuda" and "LOCAL_RANK" in os.environ:  # one GPU per torchrun process
-        device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
-        torch.cuda.set_device(device)
+    device = dist_env.rank_device(cfg["device"])  # one GPU per torchrun rank
     hf, tok = load_lm(cfg["model"], device=device)
     model = ImpRAGModel(hf, tok, ImpRAGConfig(b=cfg["b"], t=cfg["t"], l_max=cfg["l_max"], k=cfg["query_k"],
                                               passage_encoding=cfg["passage_encoding"]))
@@ -82,20 +82,25 @@ def run(cfg: ImpRAGTrainConfig) -> Path:
         torch.set_num_threads(int(cfg["threads"]))
     out = Path(default_out("imprag", cfg))
     out.mkdir(parents=True, exist_ok=True)
-    rank, _ = world()
+    rank, size = world()
+    if size > 1 and cfg.get("refit_steps") and cfg.get("strategy", "auto") != "ddp":
+        raise UserError("refit_steps: the refit runs on the whole model after training, which FSDP2 leaves "
+                        "sharded over the ranks; use strategy=ddp, or refit_steps=0 under torchrun")
     corpus = load_corpus(cfg["corpus"], cfg.get("corpus_limit"))
     examples, items = training_items(cfg, corpus, out)
     steps = cfg["steps"] or max(1, cfg["epochs"] * len(items) // cfg["batch_size"])
     if rank == 0:
         kinds = {k: sum(i.kind == k for i in items) for k in sorted({i.kind for i in items})}
-        (out / "train_config.json").write_text(json.dumps({**cfg.to_dict(), "resolved_steps": steps, "mix": kinds}, indent=1))
+        atomic_write_text(out / "train_config.json", json.dumps(
+            {**cfg.to_dict(), "resolved_steps": steps, "mix": kinds, "world": size}, indent=1))
     objective = build_objective(cfg, corpus)
     if cfg.get("stage0_steps"):
         projection_fit(objective, items, corpus, cfg, cfg["stage0_steps"], out, out / "checkpoint-stage0",
                        skip_if=out / "checkpoint")
     tc = TrainConfig(out=str(out), steps=steps, batch_size=cfg["batch_size"], lr=cfg["lr"],
                      weight_decay=cfg["weight_decay"], grad_clip=cfg["grad_clip"], lr_warmup=cfg["lr_warmup"],
-                     seed=cfg["seed"], ckpt_every=cfg["ckpt_every"], stop_after=cfg.get("stop_after"))
+                     seed=cfg["seed"], ckpt_every=cfg["ckpt_every"], stop_after=cfg.get("stop_after"),
+                     **engine_settings(cfg, str(objective.model.device)))
     ck = train_in_stages(objective, items, tc, cfg["warmup_share"], bool(cfg.get("save_warmup", True)))
     state = json.loads((ck / "trainer_state.json").read_text())
     if not cfg.get("refit_steps") or state["step"] < steps:

@@ -79,19 +79,15 @@ class LMSliceEncoder(nn.Module):
         hf = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).to(device).eval()
         return cls(hf, tok, int(meta.get("l_max", 128)))
 
-    def save(self, folder: str | Path) -> None:
+    def save(self, folder: str | Path, state: dict | None = None) -> None:
+        """The copy as a folder `LMSliceEncoder.load` reads; `state`: the weights to write (a training loop's
+        gathered full state dict), default the model's own."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        self.hf.save_pretrained(folder)
+        self.hf.save_pretrained(folder, state_dict=state)
         self.tok.save_pretrained(folder)
         meta = {"kind": "lm-slice", "b": self.b, "l_max": self.l_max, "pooling": POOLING}
         (folder / RETRIEVER_FILE).write_text(json.dumps(meta, indent=1))
-
-    def load_weights(self, folder: str | Path) -> None:
-        """Load the weights of a saved copy into this one (training resume)."""
-        from transformers import AutoModelForCausalLM
-
-        self.hf.load_state_dict(AutoModelForCausalLM.from_pretrained(folder).state_dict())
 
     @property
     def module(self) -> nn.Module:

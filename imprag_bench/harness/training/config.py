@@ -161,8 +161,22 @@ class SharedTrainConfig(ConfigBase):
     tau_t: float = 1.0
     ckpt_every: int = 200
     stop_after: int | None = None
+    # the distributed engine (harness.training.engine): the global batch is the same for any number of ranks
+    micro_batch: int | None = None  # at most this many items per rank and forward (gradient accumulation); None:
+    # the rank's whole share of the global batch
+    strategy: str = "auto"  # auto (FSDP2 under torchrun, one process otherwise), fsdp, ddp or none
+    checkpointing: bool = False  # activation checkpointing of every decoder layer
     out: str | None = None
     cache_dir: str | None = None
+
+
+def engine_settings(cfg, device: str) -> dict:
+    """The TrainConfig keys of the distributed engine from a trainer config: micro-batch, strategy,
+    activation checkpointing, and FSDP2's bf16 policy where `device` computes bf16 (harness.hardware)."""
+    from imprag_bench.harness.hardware import use_bf16
+
+    return {"micro_batch": cfg.get("micro_batch"), "strategy": cfg.get("strategy", "auto"),
+            "checkpointing": bool(cfg.get("checkpointing")), "fsdp_bf16": use_bf16(cfg["bf16"], device)}
 
 
 def _read_yaml(name: str) -> dict:

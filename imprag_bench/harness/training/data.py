@@ -7,14 +7,13 @@ they train on exactly the same items in the same order. The unseen tasks are ref
 from __future__ import annotations
 
 import json
-import os
 import random
 from dataclasses import replace
 from pathlib import Path
 
-import torch
 
 from imprag_bench.harness.errors import UserError
+from imprag_bench.harness.io import atomic_write_text
 from imprag_bench.harness.training.candidates import Candidates, pseudo_label, pseudo_label_answers
 from imprag_bench.harness.training.loop import world
 from imprag_bench.harness.training.mix import SEEN_TASKS, TrainItem, build_mix
@@ -50,13 +49,19 @@ def candidates_file(cfg, out: Path) -> Path:
 
 
 def cached_candidates(examples: list, corpus, cfg, path: Path, cache_dir: Path | None = None) -> list[Candidates]:
-    """Pseudo-labels from the shared dense retriever, computed once (rank 0) and cached as JSONL by example id."""
+    """Pseudo-labels from the shared dense retriever, computed once and cached as JSONL by example id. Under
+    torchrun every rank builds the index with the others (harness.index.build_index is collective, each rank
+    on its own device), rank 0 labels and writes, and the others wait for the file."""
+    from imprag_bench.harness import dist as dist_env
+
     rank, size = world()
-    if rank == 0 and not path.exists():
+    if dist_env.any_rank(not path.exists()):  # one decision for all ranks, before any collective
         from imprag_bench.harness.assets import cache_root
         from imprag_bench.harness.dense import DenseRetriever
 
-        retriever = DenseRetriever(corpus, cache_dir or cache_root(), encoder=cfg["retriever"])
+        retriever = DenseRetriever(corpus, cache_dir or cache_root(), encoder=cfg["retriever"],
+                                   device=dist_env.rank_device(cfg.get("device") or "cpu"))
+    if rank == 0 and not path.exists():
         queries = [ex.queries.get("prompt", ex.prompt) for ex in examples]
         if cfg["answer_positives"]:
             cands = pseudo_label_answers(queries, [ex.golds for ex in examples], retriever.search,
@@ -64,12 +69,10 @@ def cached_candidates(examples: list, corpus, cfg, path: Path, cache_dir: Path |
                                          seed=cfg["seed"], n_pos=cfg["n_pos"], n_hard=cfg["n_hard"])
         else:
             cands = pseudo_label(queries, retriever.search, seed=cfg["seed"], n_pos=cfg["n_pos"], n_hard=cfg["n_hard"])
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(json.dumps({"id": ex.id, "positives": c.positives, "hard_negatives": c.hard_negatives})
-                               + "\n" for ex, c in zip(examples, cands)))
-        os.replace(tmp, path)
-    if size > 1:
-        torch.distributed.barrier()
+        atomic_write_text(path, "".join(json.dumps({"id": ex.id, "positives": c.positives,
+                                                    "hard_negatives": c.hard_negatives}) + "\n"
+                                        for ex, c in zip(examples, cands)))
+    dist_env.barrier()  # the gloo coordination group, with the long timeout: labelling can take a while
     rows = {r["id"]: r for r in map(json.loads, path.read_text().splitlines())}
     if any(ex.id not in rows for ex in examples):
         raise UserError(f"{path}: cached candidates do not cover these examples; use another --out")

@@ -5,20 +5,24 @@ common: seeded batch order, AdamW with linear warm-up/decay, gradient clipping, 
 and loss logging, and checkpoints that let an interrupted run resume and end exactly where an
 uninterrupted run ends.
 
-Data parallelism: launch with `torchrun --nproc_per_node N` (gloo on CPU, nccl on GPU). Each rank takes its
-slice of every global batch; gradients are averaged with all-reduce after backward, and objectives that use
-in-batch negatives gather candidate embeddings across ranks with `gather_with_grad`.
+Data parallelism: launch with `torchrun --nproc_per_node N` (gloo on CPU, nccl on GPU). The objective's module
+is wrapped by `harness.training.engine` (FSDP2 by default, DDP as an option), which reduces the gradients.
+A step is `batch_size` items (global, whatever the world size) in micro-batches of `micro_batch` per rank:
+global micro-batch j is items [j*m*W, (j+1)*m*W) of the step's batch, rank r takes its r-th slice of m, and
+the objectives normalise their losses over the global micro-batch (`engine.global_mean`), so W ranks with
+micro-batch m train exactly as one process with micro-batch m*W. Objectives that use in-batch negatives gather
+candidate embeddings across ranks with `gather_candidates` (differentiable).
 """
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Iterable, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -27,6 +31,8 @@ from tqdm.auto import tqdm
 
 from imprag_bench.harness import dist as dist_env
 from imprag_bench.harness.assets import log
+from imprag_bench.harness.io import atomic_write_text
+from imprag_bench.harness.training import engine
 
 
 @dataclass
@@ -43,51 +49,76 @@ class TrainConfig:
     seed: int = 0
     ckpt_every: int = 50
     stop_after: int | None = None  # end this process after that many steps (tests / time-boxed sessions)
+    micro_batch: int | None = None  # at most this many items per rank and forward; None: the rank's whole share
+    strategy: str = "auto"  # harness.training.engine: auto (fsdp under torchrun), fsdp, ddp, none
+    checkpointing: bool = False  # activation checkpointing of every decoder layer
+    fsdp_bf16: bool = False  # FSDP2 mixed precision: bf16 compute weights, fp32 gradient reduction
 
 
 class Objective(Protocol):
     """What a trainable method provides to the loop."""
 
-    def parameters(self) -> Iterable[torch.nn.Parameter]: ...
+    fsdp_units: str  # "layer": one FSDP2 unit per decoder layer (one HF forward per step); "model": one unit
+
+    def module(self) -> torch.nn.Module: ...  # what the optimiser trains (wrapped by harness.training.engine)
     # optional: def lr_scales(self) -> dict[int, float]: id(parameter) -> multiplier of the lr (default 1)
+    # optional: device (where the module lives; DDP's device_ids)
     def losses(self, batch: list, step: int, total_steps: int) -> dict[str, torch.Tensor]: ...
-    def save(self, folder: Path) -> None: ...
-    def load(self, folder: Path) -> None: ...
+    def save(self, folder: Path, state: dict | None = None) -> None: ...  # the export; `state`: full state dict
 
 
 def world() -> tuple[int, int]:
     """(rank, world size) as harness.dist reads them from torchrun's environment; under torchrun the default
-    process group (NCCL on GPUs, gloo on CPU) is started here for the gradient all-reduce."""
+    process group (NCCL on GPUs, gloo on CPU) is started here, with a second group for the candidate gathers."""
+    global _GATHER_GROUP
     rank, size = dist_env.rank_world()
-    if size > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if size > 1:
+        dist_env.start()
+    if size > 1 and _GATHER_GROUP is None:
+        _GATHER_GROUP = dist.new_group()
     return rank, size
 
 
-def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """Concatenate `x` from every rank along dim 0; this rank's slice keeps its gradient."""
-    rank, size = world()
-    if size == 1:
-        return x
-    parts = [torch.zeros_like(x) for _ in range(size)]
-    dist.all_gather(parts, x.detach().contiguous())
-    parts[rank] = x
-    return torch.cat(parts)
+_GATHER_GROUP = None  # in-batch candidate gathers run in backward too: on their own group, never interleaved
+# with DDP's or FSDP2's gradient collectives on the default one
 
 
 def gather_candidates(ids: list[str], emb: torch.Tensor) -> tuple[list[str], torch.Tensor]:
     """All ranks' (passage ids, embeddings [n_r, d]) concatenated in rank order; the counts may differ per
-    rank (padded for the all-gather, then cut). This rank's rows keep their gradient."""
+    rank (padded for the all-gather, then cut), and a rank without candidates passes a [0, 0] tensor.
+    Differentiable (torch.distributed.nn): a loss on any rank sends its gradient back to the rank whose
+    passages it scores, so the averaged gradient is the global batch's. Its backward is a collective too:
+    every rank's loss must depend on the result (a rank with nothing to score adds 0 * result.sum())."""
     rank, size = world()
     if size == 1:
         return list(ids), emb
-    lists: list = [None] * size
-    dist.all_gather_object(lists, list(ids))
-    n_max = max(1, max(len(x) for x in lists))
-    padded = torch.cat([emb, emb.new_zeros((n_max - emb.shape[0], emb.shape[1]))])
-    full = gather_with_grad(padded)
-    parts = [full[r * n_max:r * n_max + len(lists[r])] for r in range(size)]
-    return [pid for x in lists for pid in x], torch.cat(parts)
+    from torch.distributed.nn.functional import all_gather
+
+    meta: list = [None] * size
+    dist.all_gather_object(meta, (list(ids), int(emb.shape[1]) if emb.shape[0] else 0))
+    n_max = max(1, max(len(x) for x, _ in meta))
+    d = max(1, max(dim for _, dim in meta))
+    if emb.shape[1] != d:
+        emb = emb.new_zeros((0, d))
+    padded = torch.cat([emb, emb.new_zeros((n_max - emb.shape[0], d))])
+    if torch.is_grad_enabled() and not padded.requires_grad:
+        padded.requires_grad_(True)  # so that this rank's backward joins the others' (see above)
+    with warnings.catch_warnings():  # its successor (funcol) backpropagates with reduce_scatter, which gloo lacks
+        warnings.simplefilter("ignore", FutureWarning)
+        full = all_gather(padded, group=_GATHER_GROUP)
+    return [pid for x, _ in meta for pid in x], torch.cat([full[r][:len(meta[r][0])] for r in range(size)])
+
+
+def global_mean(total: torch.Tensor, count: int | float) -> torch.Tensor:
+    """`total / count` with `count` summed over the ranks' parts of this micro-batch (one scalar all-reduce),
+    times the world size: the engines average the ranks' gradients, so the result is the gradient of the
+    global micro-batch's mean, as one process reading it whole would compute."""
+    rank, size = world()
+    if size == 1:
+        return total / max(1.0, float(count))
+    c = torch.tensor([float(count)], dtype=torch.float64)
+    dist.all_reduce(c, group=_GATHER_GROUP)
+    return total * size / max(1.0, float(c.item()))
 
 
 def batch_indices(n_items: int, step: int, batch_size: int, seed: int) -> list[int]:
@@ -118,52 +149,119 @@ def _lr_lambda(cfg: TrainConfig):
     return f
 
 
-def _save_checkpoint(objective, opt, sched, state: dict, out: Path) -> None:
-    tmp = out / ".checkpoint.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    objective.save(tmp)
-    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "torch_rng": torch.get_rng_state()}, tmp / "optimizer.pt")
-    (tmp / "trainer_state.json").write_text(json.dumps(state, indent=1))
-    final = out / "checkpoint"
-    old = out / ".checkpoint.old"
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    if old.exists():
-        shutil.rmtree(old)
+def _plan(cfg: TrainConfig, size: int) -> tuple[int, int]:
+    """(micro-batch per rank, micro-batches per step): the global batch splits evenly over ranks and micro-batches."""
+    from imprag_bench.harness.errors import UserError
+
+    if cfg.batch_size % size:
+        raise UserError(f"batch_size: {cfg.batch_size} does not split over {size} ranks; use a multiple of {size}")
+    share = cfg.batch_size // size
+    micro = share if cfg.micro_batch is None else min(share, int(cfg.micro_batch))  # at most the rank's share
+    if micro < 1 or share % micro:
+        raise UserError(f"micro_batch: {cfg.micro_batch} does not divide the per-rank batch {share} "
+                        f"(batch_size {cfg.batch_size} over {size} ranks)")
+    return micro, share // micro
+
+
+def _wrapped(objective, cfg: TrainConfig, device):
+    """(root, strategy, lr scale by parameter name) of the objective, wrapped once (train_in_stages calls
+    `train` twice on one objective)."""
+    cached = getattr(objective, "_engine_root", None)
+    if cached is not None:
+        return cached
+    module = objective.module()
+    by_id = getattr(objective, "lr_scales", dict)()
+    scales = {n: by_id[id(p)] for n, p in module.named_parameters() if id(p) in by_id}
+    ec = engine.EngineConfig(strategy=cfg.strategy, bf16=cfg.fsdp_bf16, checkpointing=cfg.checkpointing)
+    root, strategy = engine.wrap(module, ec, getattr(objective, "fsdp_units", "model"), device)
+    objective._engine_root = (root, strategy, scales)
+    return objective._engine_root
+
+
+def _save_checkpoint(objective, root, strategy: str, opt, sched, state: dict, out: Path) -> None:
+    """`<out>/checkpoint`: the HF export evaluation loads (rank 0, from the full state dict), the sharded model
+    and optimiser state (dcp/, every rank its shards) and extra.pt + trainer_state.json; swapped in whole."""
+    rank, size = world()
+    tmp, final, old = out / ".checkpoint.tmp", out / "checkpoint", out / ".checkpoint.old"
+    if rank == 0:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+    dist_env.barrier()
+    full = engine.full_state(root, strategy)
+    if rank == 0:
+        objective.save(tmp, full)
+    del full
+    engine.save_sharded(root, opt, tmp / "dcp")
+    if rank == 0:
+        torch.save({"scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state()}, tmp / "extra.pt")
+        atomic_write_text(tmp / "trainer_state.json", json.dumps(state, indent=1))
+        if final.exists():
+            os.replace(final, old)
+        os.replace(tmp, final)
+        if old.exists():
+            shutil.rmtree(old)
+    dist_env.barrier()
+
+
+def _resume(ck: Path, root, opt, sched, state: dict, cfg: TrainConfig, n_items: int) -> dict:
+    """The saved trainer state, with model, optimiser, schedule and RNG restored (any world size)."""
+    from imprag_bench.harness.errors import UserError
+
+    try:
+        saved = json.loads((ck / "trainer_state.json").read_text())
+    except ValueError:
+        raise UserError(f"{ck / 'trainer_state.json'}: unreadable; use another --out") from None
+    if not (ck / "dcp").is_dir() or "fingerprint" not in saved:
+        raise UserError(f"{ck}: a checkpoint without the sharded state (dcp/) this version resumes from; "
+                        "use another --out")
+    if saved["fingerprint"] != state["fingerprint"]:
+        raise UserError(f"{ck}: checkpoint of another model (parameter names/shapes differ); use another --out")
+    if saved["config"]["steps"] != cfg.steps or saved["n_items"] != n_items \
+            or saved["config"]["batch_size"] != cfg.batch_size:
+        raise UserError(f"{ck}: checkpoint of a different run (steps, batch or data differ); use another --out")
+    engine.load_sharded(root, opt, ck / "dcp")
+    extra = torch.load(ck / "extra.pt", weights_only=True)
+    sched.load_state_dict(extra["scheduler"])
+    torch.set_rng_state(extra["torch_rng"])
+    return {**saved, "config": state["config"], "world": state["world"]}
+
+
+def _mean_over_ranks(values: dict[str, float], size: int) -> dict[str, float]:
+    if size == 1:
+        return values
+    every: list = [None] * size
+    dist.all_gather_object(every, values)
+    return {k: round(sum(v[k] for v in every) / size, 5) for k in values}
 
 
 def train(objective: Objective, items: list, cfg: TrainConfig) -> Path:
     """Run (or resume) training; returns the checkpoint folder `<out>/checkpoint`."""
     rank, size = world()
+    micro, n_micro = _plan(cfg, size)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    params = [p for p in objective.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(param_groups(params, getattr(objective, "lr_scales", dict)(), cfg), lr=cfg.lr)
+    device = getattr(objective, "device", None)
+    root, strategy, scales = _wrapped(objective, cfg, device)
+    module = engine.inner(root)
+    named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
+    opt = torch.optim.AdamW(param_groups(params, {id(p): scales[n] for n, p in named if n in scales}, cfg),
+                            lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
-    state = {"step": 0, "config": asdict(cfg), "n_items": len(items)}
+    state = {"step": 0, "config": asdict(cfg), "n_items": len(items), "fingerprint": engine.fingerprint(module),
+             "world": size, "strategy": strategy}
     ck = out / "checkpoint"
     if (ck / "trainer_state.json").exists():
-        saved = json.loads((ck / "trainer_state.json").read_text())
-        if saved["config"]["steps"] != cfg.steps or saved["n_items"] != len(items):
-            raise ValueError(f"{ck}: checkpoint of a different run (steps/data differ); use another --out")
-        objective.load(ck)
-        extra = torch.load(ck / "optimizer.pt", weights_only=True)
-        opt.load_state_dict(extra["optimizer"])
-        sched.load_state_dict(extra["scheduler"])
-        torch.set_rng_state(extra["torch_rng"])
-        state = saved
+        state = _resume(ck, root, opt, sched, state, cfg, len(items))
         if rank == 0:
             log(f"resuming from {ck} at step {state['step']}")
             logp = out / "log.jsonl"
             if logp.exists():  # drop the lines of steps after the checkpoint: they are redone
                 kept = [ln for ln in logp.read_text().splitlines() if ln.strip()
                         and json.loads(ln)["step"] <= state["step"]]
-                logp.write_text("".join(f"{ln}\n" for ln in kept))
+                atomic_write_text(logp, "".join(f"{ln}\n" for ln in kept))
     start = state["step"]
     end = cfg.steps if cfg.stop_after is None else min(cfg.steps, start + cfg.stop_after)
     bar = tqdm(range(start, end), desc="training", unit="step", disable=rank != 0, dynamic_ncols=True)
@@ -171,33 +269,30 @@ def train(objective: Objective, items: list, cfg: TrainConfig) -> Path:
     t0 = time.time()
     for step in bar:
         idx = batch_indices(len(items), step, cfg.batch_size, cfg.seed)
-        share = math.ceil(len(idx) / size)
-        batch = [items[i] for i in idx[rank * share:(rank + 1) * share]]
-        losses = objective.losses(batch, step, cfg.steps)
-        losses["loss"].backward()
-        if size > 1:
-            for p in params:
-                if p.grad is None:
-                    p.grad = torch.zeros_like(p)
-                dist.all_reduce(p.grad)
-                p.grad /= size
+        sums: dict[str, float] = {}
+        for j in range(n_micro):  # global micro-batch j: this rank's slice of it
+            part = idx[j * micro * size:(j + 1) * micro * size][rank * micro:(rank + 1) * micro]
+            with engine.no_sync(root, strategy, last=j == n_micro - 1):
+                losses = root(objective.losses, [items[i] for i in part], step, cfg.steps)
+                (losses["loss"] / n_micro).backward()
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v) / n_micro
         torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-        values = {k: round(float(v.detach() if torch.is_tensor(v) else v), 5) for k, v in losses.items()}
+        values = _mean_over_ranks({k: round(v, 5) for k, v in sums.items()}, size)
         state["step"] = step + 1
         if logf:
-            logf.write(json.dumps({"step": step + 1, "lr": sched.get_last_lr()[0], "elapsed_s": round(time.time() - t0, 2),
-                                   **values}) + "\n")
+            logf.write(json.dumps({"step": step + 1, "lr": sched.get_last_lr()[0],
+                                   "elapsed_s": round(time.time() - t0, 2), **values}) + "\n")
             logf.flush()
             bar.set_postfix(values)
-        if rank == 0 and ((step + 1) % cfg.ckpt_every == 0 or step + 1 == end):
-            _save_checkpoint(objective, opt, sched, state, out)
+        if (step + 1) % cfg.ckpt_every == 0 or step + 1 == end:
+            _save_checkpoint(objective, root, strategy, opt, sched, state, out)
     if logf:
         logf.close()
-    if size > 1:
-        dist.barrier()
+    dist_env.barrier()
     return ck
 
 
@@ -223,7 +318,7 @@ def train_in_stages(objective, items: list, tc: TrainConfig, warmup_share: float
             dst = out / "checkpoint-warmup"
             if dst.exists():
                 shutil.rmtree(dst)
-            shutil.copytree(ck, dst, ignore=shutil.ignore_patterns("optimizer.pt"))
+            shutil.copytree(ck, dst, ignore=shutil.ignore_patterns("dcp", "extra.pt"))
         if budget == 0:
             return ck
     return train(objective, items, replace(tc, stop_after=budget))

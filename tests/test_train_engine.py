@@ -1,0 +1,129 @@
+"""The distributed training engine (harness.training.engine) as torchrun runs it: 2 gloo processes on CPU train
+ImpRAG (one FSDP2 unit, in-batch negatives gathered across ranks), RA-IT's reader (one FSDP2 unit per decoder
+layer, activation checkpointing) and RA-DIT-Llama's retriever stage to the weights one process reaches reading
+the same global micro-batches; DDP likewise; a 2-rank checkpoint (torch.distributed.checkpoint) resumes in one
+process; bad batch settings and another model's checkpoint are refused."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from imprag_bench.harness.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+DRIVER = ROOT / "tests" / "engine_driver.py"
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+
+def one(*argv) -> None:
+    out = subprocess.run([sys.executable, str(DRIVER), *map(str, argv)], cwd=ROOT, env=ENV, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+
+
+def two(*argv) -> None:
+    cmd = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node", "2", str(DRIVER),
+           *map(str, argv)]
+    out = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
+
+
+def weights(out: Path) -> dict:
+    return {k: v for f in sorted((out / "checkpoint").glob("*.safetensors")) for k, v in load_file(f).items()}
+
+
+def assert_close(a: dict, b: dict, atol: float = 2e-5) -> None:
+    assert a.keys() == b.keys() and a
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=atol), (k, (a[k] - b[k]).abs().max().item())
+
+
+def log(out: Path) -> list[dict]:
+    return [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("name,checkpointing", [("imprag", "0"), ("reader", "1"), ("slice", "0")])
+def test_two_rank_fsdp2_trains_as_one_process_on_the_same_global_micro_batches(tmp_path, name, checkpointing):
+    # 2 ranks x micro-batch 1 reads global micro-batches of 2: one process with micro-batch 2 reads the same
+    two(name, tmp_path / "fsdp", "fsdp", 1, "-", checkpointing)
+    one(name, tmp_path / "single", "none", 2, "-", checkpointing)
+    assert_close(weights(tmp_path / "fsdp"), weights(tmp_path / "single"))
+    state = json.loads((tmp_path / "fsdp/checkpoint/trainer_state.json").read_text())
+    assert state["strategy"] == "fsdp" and state["world"] == 2 and state["step"] == 4
+    a, b = log(tmp_path / "fsdp"), log(tmp_path / "single")
+    for ra, rb in zip(a, b):  # the logged losses are the global batch's, not one rank's
+        assert ra.keys() == rb.keys() and all(abs(ra[k] - rb[k]) < 1e-4 for k in ra if k not in ("elapsed_s",))
+    ret = {"imprag": "ret", "slice": None, "reader": None}[name]
+    if ret:  # the retrieval loss is live in both stages (warm-up NCE, then self-distillation)
+        assert all(r[ret] > 1e-3 for r in a) and [r["distill"] for r in a] == [0, 0, 1, 1]
+    if name == "slice":
+        assert "nce" in a[0] and "kl" in a[-1] and a[0]["nce"] > 0 and a[-1]["kl"] > 0
+
+
+@pytest.mark.integration
+def test_two_rank_ddp_trains_as_one_process(tmp_path):
+    two("imprag", tmp_path / "ddp", "ddp", 2)
+    one("imprag", tmp_path / "single", "none", 4)
+    assert_close(weights(tmp_path / "ddp"), weights(tmp_path / "single"))
+
+
+@pytest.mark.integration
+def test_two_rank_checkpoint_resumes_in_one_process(tmp_path):
+    out = tmp_path / "cut"
+    two("imprag", out, "fsdp", 1, 2)  # stops after step 2 (a sharded dcp checkpoint of 2 ranks)
+    assert json.loads((out / "checkpoint/trainer_state.json").read_text())["step"] == 2
+    assert (out / "checkpoint/dcp/.metadata").exists()
+    one("imprag", out, "none", 2)  # the rest in one process
+    one("imprag", tmp_path / "full", "none", 2)
+    assert_close(weights(out), weights(tmp_path / "full"))
+    assert [r["step"] for r in log(out)] == [1, 2, 3, 4]
+
+
+def test_bad_batch_settings_and_another_models_checkpoint_are_refused(tmp_path):
+    from imprag_bench.harness.training.loop import TrainConfig, train
+    sys.path.insert(0, str(ROOT))
+    from tests import engine_driver as d
+
+    with pytest.raises(UserError, match="micro_batch: 3 does not divide the per-rank batch 4"):
+        train(d.objective("imprag"), d.items(), TrainConfig(out=str(tmp_path / "a"), steps=1, batch_size=4,
+                                                            micro_batch=3))
+    with pytest.raises(UserError, match="strategy: expected one of"):
+        train(d.objective("imprag"), d.items(), TrainConfig(out=str(tmp_path / "b"), steps=1, batch_size=4,
+                                                            strategy="zero3"))
+    train(d.objective("reader"), d.items(), TrainConfig(out=str(tmp_path / "c"), steps=1, batch_size=4))
+    with pytest.raises(UserError, match="checkpoint of another model"):
+        train(d.objective("slice"), d.items(), TrainConfig(out=str(tmp_path / "c"), steps=2, batch_size=4))
+    from imprag_bench.harness.training.loop import _plan
+    with pytest.raises(UserError, match="batch_size: 5 does not split over 2 ranks"):
+        _plan(TrainConfig(out="x", steps=1, batch_size=5), 2)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("system,extra", [("imprag", ["query_k=2"]), ("ra-dit-llama", ["retriever_steps=2"])])
+def test_paper_trainers_run_under_two_rank_torchrun(tmp_path, system, extra):
+    # the paper recipe's path (pseudo-labels, FSDP2, checkpointing) as torchrun runs it; it used to hang in
+    # the pseudo-labelling barrier
+    from tests.test_paper_dry_run import FIXTURES, tiny_model
+
+    model = tiny_model(tmp_path / "tiny-llama")
+    sets = [f"model={model}", "device=cpu", "bf16=false", "steps=2", "batch_size=4", "ckpt_every=1",
+            "retriever=minilm", "l_max=32", "n_read=2", "max_prompt_tokens=64", "max_target_tokens=8",
+            f"cache_dir={tmp_path / 'cache'}", *extra]
+    env = {**ENV, "IMPRAG_BENCH_HUB_FIXTURES": str(FIXTURES), "HF_HUB_OFFLINE": "1",
+           "IMPRAG_BENCH_NEWSQA": str(FIXTURES / "_manual/newsqa/combined-newsqa-data-v1.json")}
+    cmd = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node", "2", "-m",
+           "imprag_bench.harness.cli", "train", system, "--preset", "paper", "--out", str(tmp_path / "out"),
+           "--set", *sets]
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
+    ck = tmp_path / "out" / ("checkpoint" if system == "imprag" else "reader/checkpoint")
+    state = json.loads((ck / "trainer_state.json").read_text())
+    assert state["step"] == 2 and state["world"] == 2 and state["strategy"] == "fsdp"
+    assert state["config"]["checkpointing"] is True and (ck / "dcp/.metadata").exists()
+    assert list(ck.glob("*.safetensors"))
