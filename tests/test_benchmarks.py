@@ -24,3 +24,24 @@ def test_bench_dtype_prints_fp32_and_bf16_side_by_side_with_the_picked_dtype(tmp
     assert len(res["rows"]) == 4 and all(v["fp32"] > 0 and v["bf16"] > 0 for v in res["rows"].values())
     assert res["quick_estimate"]["minilm_index_s_estimated"] > 0
     assert "harness picks" in proc.stdout and "bf16/fp32" in proc.stdout
+
+
+@pytest.mark.integration
+def test_bench_train_memory_measures_every_system_and_plans_both_models_at_a_tiny_size(tmp_path):
+    out = tmp_path / "mem.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_train_memory.py"), "--tiny",
+                           "--threads", "1", "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert set(res["models"]) == {"llama-3.2-3b", "llama-3.1-8b"}
+    assert {"imprag", "reader", "slice"} <= set(res["models"]["llama-3.2-3b"]["systems"])
+    rows = res["plan"]
+    assert {r["system"] for r in rows} >= {"imprag (warmup)", "imprag (distill)", "ra-dit-llama retriever (distill)"}
+    for r in rows:  # each row adds up, and a one-unit system (ImpRAG) carries its whole bf16 weights
+        parts = r["weights_gb"] + r["grads_gb"] + r["optimizer_gb"] + r["activations_gb"]
+        assert abs(parts - r["total_gb"]) < 1e-6
+        if r["system"].startswith("imprag"):
+            assert r["weights_gb"] >= 2 * r["params_b"]
+        if r["system"].startswith("reader"):
+            assert r["weights_gb"] < 2 * r["params_b"]  # one unit per layer: only the root and two layers whole
+    assert "Per GPU" in proc.stdout
