@@ -32,8 +32,9 @@ def checkpoint_retriever(folder: str | Path, corpus, ctx):
         return LMSliceRetriever(corpus, ctx.cache_dir, rdir, factory=factory, device=ctx.opt("device", "cpu"),
                                 bf16=use_bf16(ctx.opt("bf16", "auto"), ctx.opt("device", "cpu")))
     if "encoder" in meta:  # RA-IT: an off-the-shelf encoder by name
-        return DenseRetriever(corpus, ctx.cache_dir, encoder=meta["encoder"], factory=factory)
-    return DenseRetriever(corpus, ctx.cache_dir, encoder=str(rdir), factory=factory)
+        return DenseRetriever(corpus, ctx.cache_dir, encoder=meta["encoder"], factory=factory,
+                              device=ctx.opt("device", "cpu"))
+    return DenseRetriever(corpus, ctx.cache_dir, encoder=str(rdir), factory=factory, device=ctx.opt("device", "cpu"))
 
 
 class TrainedRetrieveRead(RetrieveRead):

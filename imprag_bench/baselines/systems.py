@@ -102,5 +102,6 @@ def dense(options: dict) -> RetrieveRead:
 
     def make(corpus, ctx):
         return DenseRetriever(corpus, ctx.cache_dir, encoder=options.get("encoder", "minilm"),
-                              factory=options.get("index", "Flat"), bf16=options.get("bf16", "auto"))
+                              factory=options.get("index", "Flat"), bf16=options.get("bf16", "auto"),
+                              device=options.get("device") or "cpu")
     return RetrieveRead({"label": "dense", **options}, make)
