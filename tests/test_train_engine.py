@@ -105,18 +105,20 @@ def test_bad_batch_settings_and_another_models_checkpoint_are_refused(tmp_path):
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("system,extra", [("imprag", ["query_k=2"]), ("ra-dit-llama", ["retriever_steps=2"])])
+@pytest.mark.parametrize("system,extra", [("imprag", ["query_k=2"]), ("ra-dit-llama", ["retriever_steps=4"])])
 def test_paper_trainers_run_under_two_rank_torchrun(tmp_path, system, extra):
     # the paper recipe's path (pseudo-labels, FSDP2, checkpointing) as torchrun runs it; it used to hang in
-    # the pseudo-labelling barrier
-    from tests.test_paper_dry_run import FIXTURES, tiny_model
+    # the pseudo-labelling barrier. 244 passages: the pseudo-labels have hard negatives, the retrieval loss lives
+    from tests.hub_large import make_hub_large
+    from tests.test_paper_dry_run import tiny_model
 
     model = tiny_model(tmp_path / "tiny-llama")
-    sets = [f"model={model}", "device=cpu", "bf16=false", "steps=2", "batch_size=4", "ckpt_every=1",
+    hub = make_hub_large(tmp_path / "hub")
+    sets = [f"model={model}", "device=cpu", "bf16=false", "steps=4", "batch_size=4", "ckpt_every=1",
             "retriever=minilm", "l_max=32", "n_read=2", "max_prompt_tokens=64", "max_target_tokens=8",
             f"cache_dir={tmp_path / 'cache'}", *extra]
-    env = {**ENV, "IMPRAG_BENCH_HUB_FIXTURES": str(FIXTURES), "HF_HUB_OFFLINE": "1",
-           "IMPRAG_BENCH_NEWSQA": str(FIXTURES / "_manual/newsqa/combined-newsqa-data-v1.json")}
+    env = {**ENV, "IMPRAG_BENCH_HUB_FIXTURES": str(hub), "HF_HUB_OFFLINE": "1",
+           "IMPRAG_BENCH_NEWSQA": str(hub / "_manual/newsqa/combined-newsqa-data-v1.json")}
     cmd = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node", "2", "-m",
            "imprag_bench.harness.cli", "train", system, "--preset", "paper", "--out", str(tmp_path / "out"),
            "--set", *sets]
@@ -124,6 +126,13 @@ def test_paper_trainers_run_under_two_rank_torchrun(tmp_path, system, extra):
     assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
     ck = tmp_path / "out" / ("checkpoint" if system == "imprag" else "reader/checkpoint")
     state = json.loads((ck / "trainer_state.json").read_text())
-    assert state["step"] == 2 and state["world"] == 2 and state["strategy"] == "fsdp"
+    assert state["step"] == 4 and state["world"] == 2 and state["strategy"] == "fsdp"
     assert state["config"]["checkpointing"] is True and (ck / "dcp/.metadata").exists()
     assert list(ck.glob("*.safetensors"))
+    if system == "imprag":  # warm-up NCE for ceil(0.3 x 4) = 2 steps, then self-distillation, both live
+        rows = log(tmp_path / "out")
+        assert [r["distill"] for r in rows] == [0, 0, 1, 1] and all(r["ret"] > 1e-3 for r in rows), rows
+    else:  # the retriever stage's NCE warm-up and distillation, both live
+        rows = log(tmp_path / "out" / "retriever")
+        assert len(rows) == 4 and all(r["loss"] > 1e-3 for r in rows), rows
+        assert "nce" in rows[0] and "kl" in rows[-1], rows
