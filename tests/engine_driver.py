@@ -1,7 +1,7 @@
 """Driver of the distributed-engine tests: trains one objective on tiny random-init models with the shared loop,
 in one process or under `torchrun --nproc_per_node 2` (gloo on CPU).
 
-    python tests/engine_driver.py OBJECTIVE OUT STRATEGY MICRO [STOP_AFTER] [CHECKPOINTING]
+    python tests/engine_driver.py OBJECTIVE OUT STRATEGY MICRO [STOP_AFTER] [CHECKPOINTING] [BF16]
 
 OBJECTIVE: imprag (one FSDP2 unit, in-batch negatives gathered across ranks), reader (RA-IT's J_gen, one unit per
 decoder layer) or slice (RA-DIT-Llama's retriever stage: a layer-0..b copy against the frozen LM). Steps 4, global
@@ -65,9 +65,10 @@ def main(argv: list[str]) -> None:
     name, out, strategy, micro = argv[:4]
     stop = int(argv[4]) if len(argv) > 4 and argv[4] != "-" else None
     checkpointing = len(argv) > 5 and argv[5] == "1"
+    bf16 = len(argv) > 6 and argv[6] == "1"  # FSDP2's bf16 mixed-precision policy
     its = items() if name != "slice" else [it for it in items() if it.kind == "retrieval"]
     cfg = TrainConfig(out=out, steps=STEPS, batch_size=BATCH, lr=1e-3, ckpt_every=2, stop_after=stop,
-                      micro_batch=int(micro), strategy=strategy, checkpointing=checkpointing)
+                      micro_batch=int(micro), strategy=strategy, checkpointing=checkpointing, fsdp_bf16=bf16)
     train(objective(name), its, cfg)
 
 

@@ -1,9 +1,12 @@
 """The distributed training engine (harness.training.engine) as torchrun runs it: 2 gloo processes on CPU train
 ImpRAG (one FSDP2 unit, in-batch negatives gathered across ranks), RA-IT's reader (one FSDP2 unit per decoder
 layer, activation checkpointing) and RA-DIT-Llama's retriever stage to the weights one process reaches reading
-the same global micro-batches; DDP likewise; a 2-rank checkpoint (torch.distributed.checkpoint) resumes in one
-process; bad batch settings and another model's checkpoint are refused."""
+the same global micro-batches; FSDP2's bf16 policy computes in bf16 over fp32 master weights; DDP likewise;
+the paper recipe's trainers run end to end under torchrun with live retrieval losses; a 2-rank checkpoint
+(torch.distributed.checkpoint) resumes in one process; bad batch settings and another model's checkpoint are
+refused."""
 import json
+import math
 import os
 import subprocess
 import sys
@@ -64,6 +67,17 @@ def test_two_rank_fsdp2_trains_as_one_process_on_the_same_global_micro_batches(t
         assert all(r[ret] > 1e-3 for r in a) and [r["distill"] for r in a] == [0, 0, 1, 1]
     if name == "slice":
         assert "nce" in a[0] and "kl" in a[-1] and a[0]["nce"] > 0 and a[-1]["kl"] > 0
+
+
+@pytest.mark.integration
+def test_two_rank_fsdp2_with_the_bf16_policy_computes_in_bf16_and_keeps_fp32_masters(tmp_path):
+    two("imprag", tmp_path / "bf16", "fsdp", 1, "-", "1", "1")
+    one("imprag", tmp_path / "fp32", "none", 2)
+    assert all(v.dtype == torch.float32 for v in weights(tmp_path / "bf16").values())  # fp32 master weights
+    low, ref = log(tmp_path / "bf16")[0], log(tmp_path / "fp32")[0]  # step 1: the same weights, bf16 compute
+    for k in ("gen", "ret"):
+        assert low[k] != ref[k] and abs(low[k] - ref[k]) < 0.02 * abs(ref[k]), (k, low[k], ref[k])
+    assert all(math.isfinite(r["loss"]) for r in log(tmp_path / "bf16"))
 
 
 @pytest.mark.integration
