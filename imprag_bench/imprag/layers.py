@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from imprag_bench.harness.training.engine import run_in
+
 
 def rotate_half(x: Tensor) -> Tensor:
     """Swap the two halves of the last dim with a sign flip (the RoPE rotation, HF's layout)."""
@@ -181,12 +183,22 @@ class LayerRunner:
         get their pre-RoPE (q, k) projections stored there."""
         rmask = self.read_mask(prefix, self_mask) if prefix is not None and prefix.keys else None
         for i in layers:
-            q, k, v = self.project(i, h)
+            reads = prefix is not None and i in prefix.keys
+            # one layer as one unit of the training engine (activation checkpointing recomputes it in backward)
+            h, q, k = run_in(self.layer(i), self._layer_step, i, h, cos, sin, rmask if reads else self_mask,
+                             prefix, cache)
             if capture is not None and i in capture:
                 capture[i] = (q, k)
-            reads = prefix is not None and i in prefix.keys
-            h = self.finish(i, h, q, k, v, cos, sin, rmask if reads else self_mask, prefix, cache)
         return h
+
+    def _layer_step(self, i: int, h: Tensor, cos: Tensor, sin: Tensor, mask: Tensor, prefix, cache):
+        q, k, v = self.project(i, h)
+        return self.finish(i, h, q, k, v, cos, sin, mask, prefix, cache), q, k
+
+    def _passage_step(self, i: int, h: Tensor, cos: Tensor, sin: Tensor, mask: Tensor, keep_kv: bool):
+        q, k, v = self.project(i, h)
+        kh, vh = self.rope_kv(k, v, cos, sin) if keep_kv else (None, None)
+        return self.finish(i, h, q, k, v, cos, sin, mask), kh, vh
 
     def passage_kv(self, input_ids: Tensor, mask: Tensor, layers: range, position_ids: Tensor | None = None
                    ) -> PrefixKV:
@@ -199,12 +211,12 @@ class LayerRunner:
         smask = self_attention_mask(mask, input_ids.shape[1])
         keys, values = {}, {}
         last = layers.stop - 1
-        for i in range(last + 1):
-            q, k, v = self.project(i, h)
+        for i in range(last):
+            h, kh, vh = run_in(self.layer(i), self._passage_step, i, h, cos, sin, smask, i in layers)
             if i in layers:
-                keys[i], values[i] = self.rope_kv(k, v, cos, sin)
-            if i < last:
-                h = self.finish(i, h, q, k, v, cos, sin, smask)
+                keys[i], values[i] = kh, vh
+        _, k, v = self.project(last, h)
+        keys[last], values[last] = self.rope_kv(k, v, cos, sin)
         return PrefixKV(keys, values, mask.bool())
 
     def forward(self, input_ids: Tensor, mask: Tensor, position_ids: Tensor, prefix: PrefixKV | None = None,
