@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU check, from the working tree alone (no hub, no registry, a tiny random Llama made in memory), in well
 # under 8 minutes: the suite's CUDA-marked tests (bf16 on the GPU vs fp32 on the CPU for the layer-group
-# forward and the reading), then index-build and per-example latency figures as a table
+# forward and the reading; ImpRAG, the RA reader and the RA-DIT-Llama retriever trained on the GPU against the
+# CPU, tests/test_cuda_training.py), then index-build and per-example latency figures as a table
 # (benchmarks/gpu_check.py; JSON to $OUT/gpu_check.json or results/gpu_check.json).
 # Without CUDA it prints a message and exits 0. --dry runs the same steps on the CPU (bf16 model on the CPU
 # for the tests, small sizes for the figures): a check of the script itself, not of a GPU.
