@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from train_memory_measure import (LABEL, CheckpointedImpRAG, IdsTokenizer, LiveBytes, chunked_nll,  # noqa: E402
+from train_memory_measure import (LABEL, IdsTokenizer, LiveBytes,  # noqa: E402
                                   label_layers, saved_bytes, texts)
 from train_memory_plan import SMALL, counts, plan_rows, print_tables  # noqa: E402
 
@@ -79,6 +79,13 @@ def build(cfg):
     return hf
 
 
+def target_labels(ids: torch.Tensor, n_target: int) -> torch.Tensor:
+    """Labels of sequences whose last `n_target` tokens are the target (-100 elsewhere)."""
+    labels = torch.full_like(ids, -100)
+    labels[:, -n_target:] = ids[:, -n_target:]
+    return labels
+
+
 def run_step(hf, step, ac: bool) -> dict:
     """Run `step()` (-> loss) under LiveBytes: live bytes by label after the forward; without checkpointing also
     the saved-tensor-hook total; with it the backward too, for the transient above what the forward left."""
@@ -110,28 +117,24 @@ def run_step(hf, step, ac: bool) -> dict:
 def imprag_step(hf, S, ac: bool, gen: torch.Generator):
     """One example's J_gen + J_ret (warmup NCE) forward through ImpRAG's own code."""
     from imprag_bench.harness.lm import pad
-    from imprag_bench.harness.training.losses import multilabel_nce
-    from imprag_bench.imprag.layers import positions_from_mask, self_attention_mask
+    from imprag_bench.harness.training.losses import multilabel_nce, target_logliks
     from imprag_bench.imprag.model import ImpRAGConfig, ImpRAGModel
 
     V = hf.config.vocab_size
-    cls = CheckpointedImpRAG if ac else ImpRAGModel
-    m = cls(hf, IdsTokenizer(), ImpRAGConfig(b=SMALL["b"], t=SMALL["t"], k=S["k"], l_max=S["l_max"], passage_sep=""))
-    r, P, T = m.runner, S["prompt"], S["target"]
+    engine_ac(hf, ac)
+    m = ImpRAGModel(hf, IdsTokenizer(), ImpRAGConfig(b=SMALL["b"], t=SMALL["t"], k=S["k"], l_max=S["l_max"],
+                                                     passage_sep=""))
+    P, T = S["prompt"], S["target"]
 
     def step():
         LABEL["stream"] = "gen.passages"
         prefix = m.encode_passages_kv([texts(gen, V, S["k"], S["l_max"])])
         LABEL["stream"] = "gen.prompt"
         ids = torch.randint(1, V, (1, P + T), generator=gen)
-        mask = torch.ones_like(ids, dtype=torch.bool)
-        h = r.embed(ids)
-        cos, sin = r.rope(h, positions_from_mask(mask, prefix.offset))
-        smask = self_attention_mask(mask, P + T)
-        h = r.run(h, range(m.b), cos, sin, smask)
-        h = r.run(h, range(m.b, m.n_layers), cos, sin, smask, prefix)
+        ids, mask, labels = m.token_labels([ids[0, :P].tolist()], [ids[0, P:].tolist()])
+        h = m.forward_hidden(ids, mask, prefix)
         LABEL["stream"] = "gen.loss"
-        nll = chunked_nll(h[0, P - 1:P + T - 1], ids[0, P:], hf, S["chunk"]) / T
+        nll = -target_logliks(h, m.runner.logits, labels, S["chunk"])[0].sum() / T
         LABEL["stream"] = "ret.passages"
         c_ids, c_mask = pad(m.index_tokens(texts(gen, V, S["n_cand"], S["l_max"])), 0, "right")
         e_p = m.passage_embeddings(c_ids, c_mask).float()
@@ -142,20 +145,24 @@ def imprag_step(hf, S, ac: bool, gen: torch.Generator):
         pos = torch.zeros(1, S["n_cand"], dtype=torch.bool)
         pos[0, :S["n_pos"]] = True
         return nll + multilabel_nce(e_q @ e_p.T, pos, ~pos)
-    return run_step(hf, step, ac)
+    out = run_step(hf, step, ac)
+    engine_ac(hf, False)
+    return out
 
 
-def hf_ac(hf, ac: bool) -> None:
-    if ac:
-        hf.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    else:
-        hf.activation_checkpointing_disable()
+def engine_ac(hf, ac: bool) -> None:
+    """The training engine's activation checkpointing of every decoder layer, on or off."""
+    from imprag_bench.harness.training.engine import decoder_layers, prepare_layers
+
+    prepare_layers(decoder_layers(hf), ac)
     hf.train()
 
 
 def reader_step(hf, S, ac: bool, gen: torch.Generator):
     """RA reader: passages as text + prompt + target in one sequence through HF's model, loss on the targets."""
-    hf_ac(hf, ac)
+    from imprag_bench.harness.training.losses import target_logliks
+
+    engine_ac(hf, ac)
     n, T = S["k"] * S["l_max"] + S["prompt"] + S["target"], S["target"]
 
     def step():
@@ -163,9 +170,9 @@ def reader_step(hf, S, ac: bool, gen: torch.Generator):
         ids = torch.randint(1, hf.config.vocab_size, (1, n), generator=gen)
         h = hf.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False).last_hidden_state
         LABEL["stream"] = "reader.loss"
-        return chunked_nll(h[0, n - T - 1:n - 1], ids[0, n - T:], hf, S["chunk"], norm=False) / T
+        return -target_logliks(h, hf.lm_head, target_labels(ids, T), S["chunk"])[0].sum() / T
     out = run_step(hf, step, ac)
-    hf_ac(hf, False)
+    engine_ac(hf, False)
     return out
 
 
@@ -175,7 +182,7 @@ def slice_step(hf, S, ac: bool, gen: torch.Generator):
     from imprag_bench.baselines.retrievers.lm_slice import LMSliceEncoder
     from imprag_bench.harness.training.losses import multilabel_nce
 
-    hf_ac(hf, ac)
+    engine_ac(hf, ac)
     enc, V = LMSliceEncoder(hf, IdsTokenizer(), l_max=S["l_max"]), hf.config.vocab_size
 
     def step():
@@ -188,7 +195,7 @@ def slice_step(hf, S, ac: bool, gen: torch.Generator):
         pos[0, :S["n_pos"]] = True
         return multilabel_nce(e_q @ e_p.T, pos, ~pos)
     out = run_step(hf, step, ac)
-    hf_ac(hf, False)
+    engine_ac(hf, False)
     return out
 
 
@@ -197,26 +204,23 @@ def teachers(hf, S, gen: torch.Generator) -> dict:
     """Peak bytes of the no-grad likelihood passes: ImpRAG's P_T (pairs of one passage as prefix KV + prompt +
     target) and the frozen LM's P_T of the retriever stages (passage text + prompt + target), each with fewer
     pairs and the lm_head chunk cut by the same factor; `kv` = the ImpRAG pass's prefix KV bytes."""
-    from imprag_bench.imprag.layers import positions_from_mask, self_attention_mask
+    from imprag_bench.harness.training.losses import target_logliks
     from imprag_bench.imprag.model import ImpRAGConfig, ImpRAGModel
 
     hf.eval()
     V, P, T, out = hf.config.vocab_size, S["prompt"], S["target"], {}
     m = ImpRAGModel(hf, IdsTokenizer(), ImpRAGConfig(b=SMALL["b"], t=SMALL["t"], k=S["k"], l_max=S["l_max"],
                                                      passage_sep=""))
-    n, r = S["teacher_measured"], m.runner
+    n = S["teacher_measured"]
     chunk = max(1, S["chunk"] * n // S["teacher_pairs"])
     with LiveBytes(hf) as tr:
         LABEL["stream"] = "teacher"
         prefix = m.encode_passages_kv([[t] for t in texts(gen, V, n, S["l_max"])])
         kv = tr.total()
         ids = torch.randint(1, V, (n, P + T), generator=gen)
-        mask = torch.ones_like(ids, dtype=torch.bool)
-        h = r.embed(ids)
-        cos, sin = r.rope(h, positions_from_mask(mask, prefix.offset))
-        smask = self_attention_mask(mask, P + T)
-        h = r.run(r.run(h, range(m.b), cos, sin, smask), range(m.b, m.n_layers), cos, sin, smask, prefix)
-        chunked_nll(h[:, P - 1:P + T - 1].reshape(-1, h.shape[-1]), ids[:, P:].reshape(-1), hf, chunk)
+        ids, mask, labels = m.token_labels([x[:P].tolist() for x in ids], [x[P:].tolist() for x in ids])
+        h = m.forward_hidden(ids, mask, prefix)
+        target_logliks(h, m.runner.logits, labels, chunk)
         del prefix, h
     out["imprag"] = {"pairs": n, "chunk": chunk, "peak": tr.peak, "kv": kv}
     n = S["lm_measured"]
@@ -225,7 +229,7 @@ def teachers(hf, S, gen: torch.Generator) -> dict:
         LABEL["stream"] = "lm_teacher"
         ids = torch.randint(1, V, (n, L), generator=gen)
         h = hf.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False).last_hidden_state
-        chunked_nll(h[:, L - T - 1:L - 1].reshape(-1, h.shape[-1]), ids[:, L - T:].reshape(-1), hf, chunk, norm=False)
+        target_logliks(h, hf.lm_head, target_labels(ids, T), chunk)
         del h
     out["frozen_lm"] = {"pairs": n, "chunk": chunk, "peak": tr.peak}
     LABEL.update(stream="-", layer="-")

@@ -13,24 +13,16 @@ decoder layer, with and without activation checkpointing.
   Parameters and buffers are excluded. It works the same with checkpointing, where saved-tensor hooks do not
   see what a non-reentrant checkpoint keeps; `saved_bytes` (torch.autograd.graph.saved_tensors_hooks) is the
   cross-check without it.
-- `CheckpointedRunner` / `CheckpointedImpRAG`: ImpRAG's LayerRunner with each decoder layer's step (prompt
-  layers, passage-KV layers, the retrieval pass's partial layer b-1) wrapped in torch.utils.checkpoint
-  (use_reentrant=False), as the FSDP2 engine checkpoints each decoder layer. The HF models use HF's own
-  `activation_checkpointing_enable` (non-reentrant), which wraps each decoder layer.
 - `IdsTokenizer`: "texts" are space-separated token ids, so the real model code (ImpRAGModel, LMSliceEncoder)
   runs on random ids of exact lengths with no tokenizer files.
 """
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
-from torch.utils.checkpoint import checkpoint
 
-from imprag_bench.imprag.layers import LayerRunner, PrefixKV, positions_from_mask, self_attention_mask
-from imprag_bench.imprag.model import ImpRAGModel, last_index
 
 LABEL = {"stream": "-", "layer": "-"}  # what the hooks and the caller set; read at each allocation
 
@@ -119,71 +111,3 @@ def saved_bytes(fn, skip: set[int]) -> tuple[object, int]:
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         out = fn()
     return out, sum(seen.values())
-
-
-def chunked_nll(h: torch.Tensor, targets: torch.Tensor, hf, chunk: int, norm: bool = True) -> torch.Tensor:
-    """-sum log p(targets) from the hidden states at the predicting positions h [n, hidden]: final norm (unless
-    already applied), lm_head and fp32 cross-entropy `chunk` positions at a time (never the batch's whole logits)."""
-    total = h.new_zeros((), dtype=torch.float32)
-    for s in range(0, h.shape[0], chunk):
-        x = hf.model.norm(h[s:s + chunk]) if norm else h[s:s + chunk]
-        total = total + F.cross_entropy(hf.lm_head(x).float(), targets[s:s + chunk], reduction="sum")
-    return total
-
-
-class CheckpointedRunner(LayerRunner):
-    """LayerRunner whose `run` and `passage_kv` checkpoint each decoder layer's step (non-reentrant)."""
-
-    def run(self, h, layers, cos, sin, self_mask, prefix=None, cache=None, capture=None):
-        if cache is not None or capture is not None:
-            return super().run(h, layers, cos, sin, self_mask, prefix, cache, capture)
-        rmask = self.read_mask(prefix, self_mask) if prefix is not None and prefix.keys else None
-        for i in layers:
-            reads = prefix is not None and i in prefix.keys
-
-            def step(x, i=i, reads=reads):
-                q, k, v = self.project(i, x)
-                return self.finish(i, x, q, k, v, cos, sin, rmask if reads else self_mask, prefix)
-            h = checkpoint(step, h, use_reentrant=False)
-        return h
-
-    def passage_kv(self, input_ids, mask, layers, position_ids=None):
-        pos = positions_from_mask(mask) if position_ids is None else position_ids
-        h = self.embed(input_ids)
-        cos, sin = self.rope(h, pos)
-        smask = self_attention_mask(mask, input_ids.shape[1])
-        keys, values, last = {}, {}, layers.stop - 1
-        for i in range(last + 1):
-            def step(x, i=i):
-                q, k, v = self.project(i, x)
-                kv = self.rope_kv(k, v, cos, sin) if i in layers else None
-                return (self.finish(i, x, q, k, v, cos, sin, smask) if i < last else None), kv
-            nxt, kv = checkpoint(step, h, use_reentrant=False)
-            if kv is not None:
-                keys[i], values[i] = kv
-            h = nxt
-        return PrefixKV(keys, values, mask.bool())
-
-
-class CheckpointedImpRAG(ImpRAGModel):
-    """ImpRAGModel on a CheckpointedRunner; the retrieval pass's partial layer b-1 is checkpointed too."""
-
-    def __init__(self, hf_model, tokenizer, config=None):
-        super().__init__(hf_model, tokenizer, config)
-        self.runner = CheckpointedRunner(hf_model)
-
-    def passage_features(self, ids, mask):
-        r, b, last = self.runner, self.b, last_index(mask)
-        pos = positions_from_mask(mask)
-        h = r.embed(ids)
-        cos, sin = r.rope(h, pos)
-        smask = self_attention_mask(mask, ids.shape[1])
-        h = r.run(h, range(max(0, b - 1)), cos, sin, smask)
-        if b == 0:
-            h_last = h[torch.arange(h.shape[0], device=h.device), last]
-        else:
-            def partial(x):
-                q, k, v = r.project(b - 1, x)
-                return r.finish(b - 1, x, q, k, v, cos, sin, smask, keep=last)[:, 0]
-            h_last = checkpoint(partial, h, use_reentrant=False)
-        return r.layer(b).input_layernorm(h_last)

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from imprag_bench.harness.lm import pad, paper_layer_groups  # noqa: F401  (pad is re-exported)
+from imprag_bench.harness.training.engine import run_in
 from imprag_bench.harness.training.losses import target_logliks
 from imprag_bench.imprag.layers import LayerRunner, PrefixKV, positions_from_mask, self_attention_mask
 
@@ -141,8 +142,10 @@ class ImpRAGModel(nn.Module):
         if b == 0:
             h_last = h[torch.arange(h.shape[0], device=h.device), last]
         else:  # layer b-1: keys/values of every token, but attention output and MLP for the last one only
-            q, k, v = r.project(b - 1, h)
-            h_last = r.finish(b - 1, h, q, k, v, cos, sin, smask, keep=last)[:, 0]
+            def partial(x: Tensor) -> Tensor:
+                q, k, v = r.project(b - 1, x)
+                return r.finish(b - 1, x, q, k, v, cos, sin, smask, keep=last)[:, 0]
+            h_last = run_in(r.layer(b - 1), partial, h)  # a unit of the training engine, as every layer step
         return r.layer(b).input_layernorm(h_last)
 
     def passage_embeddings(self, ids: Tensor, mask: Tensor) -> Tensor:

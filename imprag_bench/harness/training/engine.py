@@ -101,8 +101,11 @@ def _checkpointed(fn: Callable) -> Callable:
     return run
 
 
-def _prepare_layers(layers: list[nn.Module], checkpointing: bool) -> None:
+def prepare_layers(layers: list[nn.Module], checkpointing: bool) -> None:
+    """Activation checkpointing of every layer on or off: its HF `forward` and the `run_in` steps ImpRAG's
+    runner makes (calling it again with another setting replaces the first)."""
     for layer in layers:
+        layer.__dict__.pop("forward", None)  # the class's own forward again
         if checkpointing:
             layer.forward = _checkpointed(layer.forward)
         setattr(layer, RUN_ATTR, _checkpointed(lambda fn, *a: fn(*a)) if checkpointing else (lambda fn, *a: fn(*a)))
@@ -116,7 +119,7 @@ def wrap(module: nn.Module, cfg: EngineConfig, units: str = "model",
     world = dist_env.rank_world()[1]
     strategy = cfg.resolved(world)
     layers = decoder_layers(module)
-    _prepare_layers(layers, cfg.checkpointing)
+    prepare_layers(layers, cfg.checkpointing)
     root = StepModule(module, touch_all=strategy == "fsdp" and units == "model")
     if strategy == "fsdp":
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
