@@ -273,7 +273,17 @@ def main(argv=None) -> dict:
     ap.add_argument("--tiny", action="store_true", help="toy widths and shapes (seconds; for the test)")
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--replan", type=Path, metavar="JSON",
+                    help="no measuring: the plan and tables again from this file's measurements (after a change of "
+                         "the formulas in train_memory_plan.py); written back with --json")
     a = ap.parse_args(argv)
+    if a.replan:
+        res = json.loads(a.replan.read_text())
+        res["plan"], res["measured_table"] = plan_rows(res)
+        res["tables"] = print_tables(res)
+        if a.json:
+            a.json.write_text(json.dumps(res, indent=1, default=str))
+        return res
     torch.set_num_threads(a.threads)
     S = TINY if a.tiny else PAPER
     t0 = time.perf_counter()

@@ -4,9 +4,10 @@ Per GPU, W = 8 ranks, per-rank micro-batch m, gradient accumulation A = 64 / (W 
 P_layer = one decoder layer, P_root = the root unit (embeddings, final norm, lm_head: counted once when tied),
 P_frozen = a frozen LM kept as an fp32 replica (the retriever stages' P_T: loaded as the trainable copy's source).
 GB = 1e9 bytes.
-Units as harness.training.engine lays them out: the readers one FSDP2 unit per decoder layer; ImpRAG and the
-retrievers (a data-dependent number of layer calls per step) ONE unit, so their bf16 weights are whole during a
-step and their whole unsharded grads meet the fp32 reduce-scatter copy at the end of the backward:
+Units as harness.training.engine lays them out: the readers and ImpRAG (its passes in lockstep) one FSDP2 unit
+per decoder layer; the retrievers' copies (a data-dependent number of layer calls per step) ONE unit, so their
+bf16 weights are whole during a step and their whole unsharded grads meet the fp32 reduce-scatter copy at the end
+of the backward:
   weights     = 4 P / W  (fp32 master, sharded)  +  per layer: 2 (P_root + 2 P_layer)  (bf16 gathered: the root
                 unit for the whole step, the current and the prefetched layer unit); one unit: 2 P  +  4 P_frozen
   grads       = 4 P / W  (fp32, sharded; reduce-scattered every micro-batch)  +  per layer: 2 P_root  (the root's
@@ -97,7 +98,7 @@ def counts(cfg: dict) -> dict:
     return {"layer": layer, "root": root, "total": cfg["num_hidden_layers"] * layer + root}
 
 
-ONE_UNIT = {"imprag", "slice", "bert"}  # engine.fsdp_units "model" (ImpRAGObjective, RetrieverObjective)
+ONE_UNIT = {"slice", "bert"}  # engine.fsdp_units "model" (RetrieverObjective); ImpRAG and the readers: "layer"
 
 
 def memory(p: int, p_layer: int, p_root: int, p_frozen: int, n_multi: int, R: float, X: float, T: float,

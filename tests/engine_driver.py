@@ -3,8 +3,8 @@ in one process or under `torchrun --nproc_per_node 2` (gloo on CPU).
 
     python tests/engine_driver.py OBJECTIVE OUT STRATEGY MICRO [STOP_AFTER] [CHECKPOINTING] [BF16]
 
-OBJECTIVE: imprag (one FSDP2 unit, in-batch negatives gathered across ranks), reader (RA-IT's J_gen, one unit per
-decoder layer) or slice (RA-DIT-Llama's retriever stage: a layer-0..b copy against the frozen LM). Steps 4, global
+OBJECTIVE: imprag (one FSDP2 unit per decoder layer in lockstep, in-batch negatives gathered across ranks), reader
+(RA-IT's J_gen, one unit per decoder layer) or slice (RA-DIT-Llama's retriever stage: a layer-0..b copy against the frozen LM). Steps 4, global
 batch 4, the NCE warm-up for the first 2 steps, then self-distillation. Writes OUT/checkpoint (the HF export,
 dcp/, trainer_state.json) and OUT/log.jsonl.
 """

@@ -37,11 +37,11 @@ def test_bench_train_memory_measures_every_system_and_plans_both_models_at_a_tin
     assert {"imprag", "reader", "slice"} <= set(res["models"]["llama-3.2-3b"]["systems"])
     rows = res["plan"]
     assert {r["system"] for r in rows} >= {"imprag (warmup)", "imprag (distill)", "ra-dit-llama retriever (distill)"}
-    for r in rows:  # each row adds up, and a one-unit system (ImpRAG) carries its whole bf16 weights
+    for r in rows:  # each row adds up, and a one-unit system (the retriever copies) carries its whole bf16 weights
         parts = r["weights_gb"] + r["grads_gb"] + r["optimizer_gb"] + r["activations_gb"]
         assert abs(parts - r["total_gb"]) < 1e-6
-        if r["system"].startswith("imprag"):
+        if r["system"].startswith("ra-dit-llama retriever"):
             assert r["weights_gb"] >= 2 * r["params_b"]
-        if r["system"].startswith("reader"):
+        if r["system"].startswith(("reader", "imprag")):
             assert r["weights_gb"] < 2 * r["params_b"]  # one unit per layer: only the root and two layers whole
     assert "Per GPU" in proc.stdout

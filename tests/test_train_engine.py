@@ -1,5 +1,5 @@
 """The distributed training engine (harness.training.engine) as torchrun runs it: 2 gloo processes on CPU train
-ImpRAG (one FSDP2 unit, in-batch negatives gathered across ranks), RA-IT's reader (one FSDP2 unit per decoder
+ImpRAG (one FSDP2 unit per decoder layer, in lockstep; in-batch negatives gathered across ranks), RA-IT's reader (one FSDP2 unit per decoder
 layer, activation checkpointing) and RA-DIT-Llama's retriever stage to the weights one process reaches reading
 the same global micro-batches; FSDP2's bf16 policy computes in bf16 over fp32 master weights; DDP likewise;
 the paper recipe's trainers run end to end under torchrun with live retrieval losses; a 2-rank checkpoint
@@ -51,7 +51,7 @@ def log(out: Path) -> list[dict]:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("name,checkpointing", [("imprag", "0"), ("reader", "1"), ("slice", "0")])
+@pytest.mark.parametrize("name,checkpointing", [("imprag", "0"), ("imprag", "1"), ("reader", "1"), ("slice", "0")])
 def test_two_rank_fsdp2_trains_as_one_process_on_the_same_global_micro_batches(tmp_path, name, checkpointing):
     # 2 ranks x micro-batch 1 reads global micro-batches of 2: one process with micro-batch 2 reads the same
     two(name, tmp_path / "fsdp", "fsdp", 1, "-", checkpointing)

@@ -215,9 +215,12 @@ class LayerRunner:
             h, kh, vh = run_in(self.layer(i), self._passage_step, i, h, cos, sin, smask, i in layers)
             if i in layers:
                 keys[i], values[i] = kh, vh
-        _, k, v = self.project(last, h)
-        keys[last], values[last] = self.rope_kv(k, v, cos, sin)
+        keys[last], values[last] = run_in(self.layer(last), self._kv_step, last, h, cos, sin)
         return PrefixKV(keys, values, mask.bool())
+
+    def _kv_step(self, i: int, h: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor]:
+        _, k, v = self.project(i, h)
+        return self.rope_kv(k, v, cos, sin)
 
     def forward(self, input_ids: Tensor, mask: Tensor, position_ids: Tensor, prefix: PrefixKV | None = None,
                 cache: KVCache | None = None) -> Tensor:

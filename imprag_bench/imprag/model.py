@@ -130,9 +130,13 @@ class ImpRAGModel(nn.Module):
             self.bottom_prompt_passes += ids.shape[0]
         return h, cos, sin, smask
 
-    def passage_features(self, ids: Tensor, mask: Tensor) -> Tensor:
-        """Layer b's normalised input (after input RMSNorm) at each right-padded passage's last real token:
-        E_p = k_proj(features)."""
+    def _at_b(self, fn, h_last: Tensor) -> Tensor:
+        """`fn(h_last)` on layer b's own modules (norm, q/k projections) as one step of that layer's unit in the
+        training engine (under FSDP2 per-layer units its weights are gathered only inside such a step)."""
+        return run_in(self.runner.layer(self.b), fn, h_last)
+
+    def _passage_last(self, ids: Tensor, mask: Tensor) -> Tensor:
+        """The residual stream entering layer b at each right-padded passage's last real token."""
         r, b, last = self.runner, self.b, last_index(mask)
         pos = positions_from_mask(mask)
         h = r.embed(ids)
@@ -140,27 +144,36 @@ class ImpRAGModel(nn.Module):
         smask = self_attention_mask(mask, ids.shape[1])
         h = r.run(h, range(max(0, b - 1)), cos, sin, smask)
         if b == 0:
-            h_last = h[torch.arange(h.shape[0], device=h.device), last]
-        else:  # layer b-1: keys/values of every token, but attention output and MLP for the last one only
-            def partial(x: Tensor) -> Tensor:
-                q, k, v = r.project(b - 1, x)
-                return r.finish(b - 1, x, q, k, v, cos, sin, smask, keep=last)[:, 0]
-            h_last = run_in(r.layer(b - 1), partial, h)  # a unit of the training engine, as every layer step
-        return r.layer(b).input_layernorm(h_last)
+            return h[torch.arange(h.shape[0], device=h.device), last]
+
+        def partial(x: Tensor) -> Tensor:  # layer b-1: keys/values of every token, attention + MLP for the last
+            q, k, v = r.project(b - 1, x)
+            return r.finish(b - 1, x, q, k, v, cos, sin, smask, keep=last)[:, 0]
+        return run_in(r.layer(b - 1), partial, h)  # a unit of the training engine, as every layer step
+
+    def passage_features(self, ids: Tensor, mask: Tensor) -> Tensor:
+        """Layer b's normalised input (after input RMSNorm) at each right-padded passage's last real token:
+        E_p = k_proj(features)."""
+        return self._at_b(self.runner.layer(self.b).input_layernorm, self._passage_last(ids, mask))
 
     def passage_embeddings(self, ids: Tensor, mask: Tensor) -> Tensor:
         """E_p [n, H_kv*d]: pre-RoPE key at layer b of each (right-padded) passage's last real token."""
-        return self.runner.layer(self.b).self_attn.k_proj(self.passage_features(ids, mask))
+        layer = self.runner.layer(self.b)
+        return self._at_b(lambda x: layer.self_attn.k_proj(layer.input_layernorm(x)), self._passage_last(ids, mask))
+
+    def _query_last(self, ids: Tensor, mask: Tensor, offset: int) -> Tensor:
+        h, *_ = self.bottom(ids, mask, offset)
+        return h[torch.arange(h.shape[0], device=h.device), last_index(mask)]
 
     def query_features(self, ids: Tensor, mask: Tensor, offset: int) -> Tensor:
         """Layer b's normalised input at each left-padded prompt's last real token: E_q = pooled q_proj(it)."""
-        h, *_ = self.bottom(ids, mask, offset)
-        h_last = h[torch.arange(h.shape[0], device=h.device), last_index(mask)]
-        return self.runner.layer(self.b).input_layernorm(h_last)
+        return self._at_b(self.runner.layer(self.b).input_layernorm, self._query_last(ids, mask, offset))
 
     def query_embeddings(self, ids: Tensor, mask: Tensor, offset: int) -> Tensor:
         """E_q [n, H_kv*d]: group-averaged pre-RoPE query at layer b of each prompt's last real token."""
-        return self.group_mean(self.runner.layer(self.b).self_attn.q_proj(self.query_features(ids, mask, offset)))
+        layer = self.runner.layer(self.b)
+        return self._at_b(lambda x: self.group_mean(layer.self_attn.q_proj(layer.input_layernorm(x))),
+                          self._query_last(ids, mask, offset))
 
     @staticmethod
     def score(e_q: Tensor, e_p: Tensor) -> Tensor:

@@ -21,6 +21,13 @@ Retrieval items (seen tasks, with pseudo-labelled `Candidates`):
 Instruction items (reading / denoise / sentgen): J_gen without passages; plain items: LM loss on the text.
 J_gen is the mean over all target tokens of the batch.
 
+Lockstep (under torchrun): the engine shards ImpRAG one FSDP2 unit per decoder layer, and each call of a layer
+all-gathers its weights (and, in backward, reduce-scatters its gradients), so every rank must call every layer
+the same number of times in the same order whatever its micro-batch holds. With `lockstep` each micro-batch
+runs a fixed sequence of passes (reading KV, the reading and the closed-book J_gen forwards, candidate passages,
+queries, random negatives, and the teacher's chunks, their count the maximum over ranks); a rank with nothing
+for a pass runs it on a one-token stand-in whose output enters the loss times 0 (so the result is unchanged).
+
 Score scale: Eq. 3 has none (`score_scale=1`, the default). Raw dot products of SmolLM2's layer-8 q/k are
 ~|12| at init; the CPU presets use "1/sqrt(head_dim)" (the scale the model's own attention uses), which made
 the first NCE losses sane in the feasibility run. tau_r defaults to 1/score_scale so that P_R in the
@@ -39,10 +46,11 @@ from imprag_bench.harness.training import losses as L
 from imprag_bench.imprag.model import ImpRAGModel, pad
 from imprag_bench.harness.training.negatives import random_passages
 from imprag_bench.harness.training.data import target_text
-from imprag_bench.harness.training.loop import gather_candidates, global_mean, warmup_steps
+from imprag_bench.harness.training.loop import gather_candidates, global_max, global_mean, warmup_steps, world
 from imprag_bench.harness.training.losses import score_scale
 
 CONFIG_FILE = "imprag_config.json"
+STAND_IN = "."  # the one-token input of a pass a rank has nothing for (lockstep)
 
 
 @dataclass
@@ -86,8 +94,12 @@ class ImpRAGObjective:
         self.scale = score_scale(self.cfg.score_scale, model.runner.head_dim)
         self.tau_r = self.cfg.tau_r or 1.0 / self.scale
         self.negative_pool = list(negative_pool or [])
+        self.lockstep: bool | None = None  # None: on under torchrun (module docstring)
 
-    fsdp_units = "model"  # a step runs the layers a data-dependent number of times (harness.training.engine)
+    fsdp_units = "layer"  # one FSDP2 unit per decoder layer; `lockstep` makes the layer calls data-independent
+
+    def _lockstep(self) -> bool:
+        return world()[1] > 1 if self.lockstep is None else self.lockstep
 
     def module(self) -> torch.nn.Module:
         """What training updates: the whole LM."""
@@ -120,9 +132,11 @@ class ImpRAGObjective:
     # ---- retrieval ---------------------------------------------------------------------------------
     def _embed_passages(self, pids: list[str]) -> Tensor:
         m = self.model
-        ids, mask = pad(m.index_tokens(self.passage_text(pids)), m.pad_id, "right")
+        stand_in = not pids and self._lockstep()
+        ids, mask = pad(m.index_tokens([STAND_IN] if stand_in else self.passage_text(pids)), m.pad_id, "right")
         with self._autocast():  # bf16 for the layers; scores and losses below in fp32
-            return m.passage_embeddings(ids.to(m.device), mask.to(m.device)).float()
+            e = m.passage_embeddings(ids.to(m.device), mask.to(m.device)).float()
+        return e[:0] if stand_in else e
 
     def _random_negatives(self, fresh: list[str], step: int) -> tuple[list[str], Tensor]:
         """(ids, embeddings) of this step's random corpus passages, stop-grad, none among `fresh`."""
@@ -151,11 +165,13 @@ class ImpRAGObjective:
             first.setdefault(pid, j)
         keep = sorted(first.values())
         all_ids, e_all = [all_ids[j] for j in keep], e_all[keep]
-        q_ids, q_mask = m.prompt_batch([it.prompt for it in items])
+        stand_in = not items and self._lockstep()
+        q_ids, q_mask = m.prompt_batch([STAND_IN] if stand_in else [it.prompt for it in items])
         with self._autocast():
             e_q = m.query_embeddings(q_ids, q_mask, self.cfg.query_k * m.cfg.l_max).float()
+        e_q = e_q[:0] if stand_in else e_q
         positive = torch.tensor([[pid in set(it.candidates.positives) for pid in all_ids] for it in items],
-                                dtype=torch.bool, device=e_q.device)
+                                dtype=torch.bool, device=e_q.device).reshape(len(items), len(all_ids))
         scores, negative = m.score(e_q, e_all), ~positive
         self.n_fresh = len(all_ids)  # columns before the random extras (read by retrieval_loss)
         if extras and self.cfg.random_negatives > 0:  # never an own positive: those are fresh candidates
@@ -176,12 +192,17 @@ class ImpRAGObjective:
             cands = [list(dict.fromkeys((*it.candidates.positives, *it.candidates.hard_negatives))) for it in items]
         else:
             cands = [list(columns) for _ in items]
-        width = max(len(c) for c in cands)
+        width = max((len(c) for c in cands), default=0)
         out = torch.full((len(items), width), float("-inf"))
         pairs = [(i, j) for i, c in enumerate(cands) for j in range(len(c))]
         chunk = 32
-        for s in range(0, len(pairs), chunk):
+        n_chunks = -(-len(pairs) // chunk)
+        for s in range(0, chunk * (global_max(n_chunks) if self._lockstep() else n_chunks), chunk):
             part = pairs[s:s + chunk]
+            if not part:  # lockstep: another rank has more chunks
+                with self._autocast():
+                    self.model.target_loglik([STAND_IN], [STAND_IN], [[STAND_IN]])
+                continue
             with self._autocast():
                 ll = self.model.target_loglik([items[i].prompt for i, _ in part],
                                               [target_text(items[i].target) for i, _ in part],
@@ -214,6 +235,11 @@ class ImpRAGObjective:
         groups = [[it for it in items if it.kind == "retrieval"], [it for it in items if it.kind != "retrieval"]]
         for reading, group in zip((True, False), groups):
             if not group:
+                if self._lockstep():  # the same passes on every rank: a stand-in, times 0
+                    one = m.token_ids([STAND_IN])
+                    with self._autocast():
+                        ll, _ = m.target_logliks(one, one, [[STAND_IN]] if reading and c.n_read > 0 else None)
+                    total = total + ll.sum() * 0.0
                 continue
             prompts = [p[-c.max_prompt_tokens:] if p else [] for p in m.token_ids([it.prompt for it in group])]
             targets = [t[:c.max_target_tokens] for t in m.token_ids(
@@ -232,7 +258,7 @@ class ImpRAGObjective:
         ret = [it for it in batch if it.kind == "retrieval" and it.candidates is not None]
         out = {}
         out["gen"] = global_mean(*self.generation_loss(batch))  # the mean over the global micro-batch's tokens
-        if ret:
+        if ret or self._lockstep():  # lockstep: a rank without retrieval items runs the passes on stand-ins
             out["ret"] = self.retrieval_loss(ret, stage, step)
         else:  # every rank runs the same collectives, backward included: an empty candidate set, no query
             _, e_all = gather_candidates([], torch.zeros((0, 0), device=self.model.device))

@@ -5,12 +5,12 @@ Every optimiser step is a sequence of micro-batch steps; each runs the objective
 forward of a root module (`StepModule`), so FSDP2's root hooks (gather what the root unit holds: embeddings,
 final norm, LM head) and DDP's reducer see one forward and one backward per micro-batch on every rank.
 
-Units (`fully_shard`): an objective whose step is one HF forward (the RA readers: `fsdp_units = "layer"`) is
-sharded one unit per decoder layer, gathered one layer at a time. An objective whose step runs the layers a
-number of times that depends on the data (ImpRAG: passages, queries, the teacher's chunks; the retrievers'
-candidate passes) is sharded as one unit (`"model"`): FSDP2 issues one all-gather per unit forward, so
-per-layer units there would let ranks issue different numbers of collectives and hang. One unit still
-shards the fp32 master weights, gradients and AdamW states; the bf16 working weights are whole during a step.
+Units (`fully_shard`): `fsdp_units = "layer"` (the RA readers, ImpRAG) shards one unit per decoder layer,
+gathered one layer at a time. FSDP2 issues collectives per call of a unit, so an objective with layer units
+must call every layer the same number of times in the same order on every rank: one HF forward does (the
+readers); ImpRAG makes its passes data-independent (`imprag.objective`, lockstep). `"model"` (the retrievers'
+copies, which run their candidate passes a data-dependent number of times) is one unit: it still shards the fp32
+master weights, gradients and AdamW states, but the bf16 working weights are whole during a step.
 
 Activation checkpointing wraps each decoder layer (non-reentrant `torch.utils.checkpoint`): HF-called layers
 through their `forward`, and the layers ImpRAG's runner drives piece by piece through `run_in`.

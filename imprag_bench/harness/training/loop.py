@@ -58,7 +58,7 @@ class TrainConfig:
 class Objective(Protocol):
     """What a trainable method provides to the loop."""
 
-    fsdp_units: str  # "layer": one FSDP2 unit per decoder layer (one HF forward per step); "model": one unit
+    fsdp_units: str  # "layer": one FSDP2 unit per decoder layer (equal layer calls on every rank); "model": one
 
     def module(self) -> torch.nn.Module: ...  # what the optimiser trains (wrapped by harness.training.engine)
     # optional: def lr_scales(self) -> dict[int, float]: id(parameter) -> multiplier of the lr (default 1)
@@ -119,6 +119,17 @@ def global_mean(total: torch.Tensor, count: int | float) -> torch.Tensor:
     c = torch.tensor([float(count)], dtype=torch.float64)
     dist.all_reduce(c, group=_GATHER_GROUP)
     return total * size / max(1.0, float(c.item()))
+
+
+def global_max(value: int) -> int:
+    """The largest of the ranks' `value`s (one scalar all-reduce): how many times every rank runs a pass whose
+    count would otherwise depend on its own data (the FSDP2 per-layer units need equal layer calls)."""
+    rank, size = world()
+    if size == 1:
+        return int(value)
+    v = torch.tensor([int(value)], dtype=torch.int64)
+    dist.all_reduce(v, op=dist.ReduceOp.MAX, group=_GATHER_GROUP)
+    return int(v.item())
 
 
 def batch_indices(n_items: int, step: int, batch_size: int, seed: int) -> list[int]:
