@@ -59,7 +59,13 @@ def _int_at_least(low: int):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse whose usage errors come out as the CLI's other errors: one `imprag-bench: error:` line, exit 2."""
+    """argparse whose usage errors come out as the CLI's other errors: one `imprag-bench: error:` line, exit 2.
+    No abbreviations: an option is spelled out, so that what a command line means never depends on which other
+    options exist (and the same words mean the same under torchrun)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         self.print_usage(sys.stderr)
@@ -183,7 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--tasks", nargs="+", help="task names (default: the preset's)")
     r.add_argument("--systems", nargs="+", help="system specs: name or name:key=value,... (see below)")
     r.add_argument("--split", choices=("train", "dev", "test"), help="evaluation split (default: the preset's)")
-    r.add_argument("--n", type=POSITIVE, help="examples per task")
+    r.add_argument("--examples", "-n", "--n", type=POSITIVE, dest="n",
+                   help="examples per task (under torchrun write --examples or -n: torchrun's own parser reads --n "
+                        "as an abbreviation of its options and stops)")
     r.add_argument("--all", action="store_true", help="every example of the split")
     r.add_argument("--k", type=POSITIVE, help="passages retrieved and read")
     r.add_argument("--fewshot", type=NON_NEGATIVE, help="demonstrations from the train split")
