@@ -136,7 +136,7 @@ def _cmd_train(args) -> None:
     cfg = trainer.config(args.preset, args.set, args.out, args.recipe)
     print(f"{args.system}: budget {cfg.preset}, recipe {cfg.recipe}; additions to the paper's recipe: "
           f"{', '.join(cfg.additions) or 'none'}")
-    ck = trainer.run(cfg)
+    ck = trainer.train(cfg)
     from imprag_bench.harness.config import format_value
     import shlex
     spec = shlex.quote(f"{args.system}:checkpoint={format_value(str(ck))}")

@@ -103,6 +103,15 @@ def train_configs(preset: ReproducePreset, out: Path, train_set: list[str]) -> l
             for s in trained]
 
 
+def check_models(run_cfg: dict, train_cfgs: list) -> None:
+    """Every model the experiment will load (the evaluation's, each trainer's) can be had: a gated or missing
+    one fails here, before hours of training or a corpus read."""
+    from imprag_bench.harness.lm import check_weights
+
+    for model in sorted({str(m) for m in [run_cfg.get("model"), *(c.get("model") for c in train_cfgs)] if m}):
+        check_weights(model)
+
+
 def train_all(preset: ReproducePreset, out: Path, train_set: list[str], manifest) -> dict[str, Path]:
     """Stage 1: each trained system at the budget (resumes from its checkpoint); label -> checkpoint folder."""
     from imprag_bench.harness.manifest import folder_sha256
@@ -113,7 +122,7 @@ def train_all(preset: ReproducePreset, out: Path, train_set: list[str], manifest
         trainer = TRAINERS.get(s["train"])
         log(f"reproduce: training {s['label']} ({s['train']}, budget {cfg.preset}, recipe {cfg.recipe})")
         with manifest.timed(f"train:{s['label']}"):
-            ck = Path(trainer.run(cfg))
+            ck = Path(trainer.train(cfg))
         checkpoints[s["label"]] = ck
         manifest.data["systems"][s["label"]] = {"trainer": s["train"], "recipe": cfg.recipe,
                                                 "additions": cfg.additions, "train_config": cfg.to_dict(),
@@ -209,6 +218,7 @@ def reproduce(preset_name: str, out: str | Path, command: str, systems: list[str
     pin = dtype_pin(manifest, device)
     if cfg.get("dtype") in (None, "auto"):
         cfg["dtype"] = pin["dtype"]
+    check_models(cfg, [c for _, c in train_configs(preset, out, pin["train_set"] + list(train_set or []))])
     checkpoints = train_all(preset, out, pin["train_set"] + list(train_set or []), manifest)
     entries = cfg["systems"] = system_entries(preset, checkpoints, device, pin["bf16"])
     for label, entry in ((e["label"], e) for e in entries):

@@ -31,6 +31,15 @@ class Trainer:
         applied (values parsed as YAML scalars)."""
         return load_train_preset(self.name, preset, self.config_cls, self.preset_file, overrides, out, recipe)
 
+    def train(self, cfg) -> Path:
+        """`run(cfg)` after the model's weights are known to be there: a gated or missing hub model fails with
+        the how-to-provide message before any corpus, task data or pseudo-label is read."""
+        from imprag_bench.harness.lm import check_weights
+
+        if cfg.get("model"):
+            check_weights(str(cfg["model"]))
+        return self.run(cfg)
+
     @property
     def presets(self) -> dict:
         """Every budget's typed config with its default recipe (quick / full / paper)."""

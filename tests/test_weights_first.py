@@ -1,0 +1,41 @@
+"""A gated or missing model fails before the corpus (21M passages at the paper's scale) or any task data is read:
+`run`, `train` and `reproduce` check every model they will load first. The corpus loader records its reads."""
+from __future__ import annotations
+
+import pytest
+
+from imprag_bench.harness.cli import main
+from tests.test_lm_hub_errors import _http_error
+
+GATED = "meta-llama/Llama-3.2-3B"
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    from huggingface_hub import HfApi, errors
+
+    def gated(self, repo):
+        raise _http_error(errors.GatedRepoError, 403)
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(HfApi, "auth_check", gated)
+    seen: list = []
+    import imprag_bench.tasks.corpora as corpora
+    real = corpora.load_corpus
+    monkeypatch.setattr(corpora, "load_corpus", lambda *a, **k: (seen.append(a), real(*a, **k))[1])
+    return seen
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "--tasks", "nq", "--systems", "bm25", "imprag", "--model", GATED, "--examples", "2"],
+    ["train", "imprag", "--preset", "quick", "--set", f"model={GATED}"],
+    ["train", "ra-dit-llama", "--preset", "quick", "--set", f"model={GATED}"],
+    ["reproduce", "--preset", "smoke", "--train-set", f"model={GATED}", "--no-costs"],
+])
+def test_a_gated_model_fails_before_the_corpus_is_read(argv, reads, tmp_path, capsys):
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "gated and this account has no access" in err and "Traceback" not in err
+    assert reads == []
+    assert not (tmp_path / "out" / "preds").exists() and not (tmp_path / "out" / "checkpoint").exists()
