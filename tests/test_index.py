@@ -104,3 +104,52 @@ def test_one_device_rule(monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "2")
     with pytest.raises(UserError, match="LOCAL_RANK 2 has no GPU"):
         dist.rank_device("cuda")
+
+
+def _counting(v, calls):
+    return lambda s, e: (calls.append((s, e)), v[s:e])[1]
+
+
+def test_another_factory_trains_from_the_stored_vectors_and_both_stay(tmp_path):
+    v, calls = _vectors(300, 16), []
+    ids = [f"p{i}" for i in range(len(v))]
+    flat = build_index(tmp_path, ids, _counting(v, calls), {"model": "m"}, shard_size=64)
+    assert sum(e - s for s, e in calls) == len(v)
+    calls.clear()
+    pq = build_index(tmp_path, ids, _counting(v, calls), {"model": "m"}, factory="IVF4,PQ4x4", shard_size=64,
+                     n_train=200)
+    assert calls == []  # the encoder is not called again
+    assert pq.manifest["factory"] == "IVF4,PQ4x4" and type(pq.index).__name__ != type(flat.index).__name__
+    again = build_index(tmp_path, ids, _counting(v, calls), {"model": "m"}, shard_size=64)  # Flat: loaded
+    assert calls == [] and again.index.ntotal == len(v) and again.manifest["factory"] == "IVF4,PQ4x4"
+    assert sorted(load_index(tmp_path, {"model": "m"}, "Flat").manifest["indexes"]) == ["Flat", "IVF4,PQ4x4"]
+    q = _vectors(3, 16)
+    assert again.search(q, 5)[1] == flat.search(q, 5)[1]
+
+
+def test_a_truncated_index_is_refused_by_name_and_rebuilt_from_the_vectors(tmp_path, capsys):
+    v, calls = _vectors(), []
+    ids = [f"p{i}" for i in range(len(v))]
+    good = build_index(tmp_path, ids, _counting(v, calls), {"model": "m"}, shard_size=16)
+    path = tmp_path / "index-Flat.faiss"
+    whole = path.read_bytes()
+    path.write_bytes(whole[:100])
+    with pytest.raises(UserError, match=r"index-Flat.faiss: damaged index \(100 bytes"):
+        load_index(tmp_path, {"model": "m"})
+    calls.clear()
+    ix = build_index(tmp_path, ids, _counting(v, calls), {"model": "m"}, shard_size=16)
+    assert calls == [] and path.read_bytes() == whole
+    assert ix.search(v[:2], 3)[1] == good.search(v[:2], 3)[1]
+    assert "rebuilding it from the stored vectors" in capsys.readouterr().err
+
+
+def test_a_damaged_shard_is_encoded_again_alone(tmp_path):
+    v, calls = _vectors(), []
+    ids = [f"p{i}" for i in range(len(v))]
+    build_index(tmp_path, ids, _counting(v, calls), {"model": "m"}, shard_size=16)
+    whole = (tmp_path / "index-Flat.faiss").read_bytes()
+    (tmp_path / "shard_00001.npy").write_bytes(b"\x93NUMPY broken")
+    (tmp_path / "index-Flat.faiss").unlink()
+    calls.clear()
+    build_index(tmp_path, ids, _counting(v, calls), {"model": "m"}, shard_size=16)
+    assert calls == [(16, 32)] and (tmp_path / "index-Flat.faiss").read_bytes() == whole

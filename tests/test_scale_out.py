@@ -60,7 +60,8 @@ def test_sharded_index_equals_one_process_index(tmp_path):
     for name in FACTORIES:
         for s in range(n_shards):
             assert (one / name / f"shard_{s:05d}.npy").read_bytes() == (two / name / f"shard_{s:05d}.npy").read_bytes()
-        assert (one / name / "index.faiss").read_bytes() == (two / name / "index.faiss").read_bytes(), name
+        file = json.loads((one / name / "manifest.json").read_text())["indexes"][FACTORIES[name]]["file"]
+        assert (one / name / file).read_bytes() == (two / name / file).read_bytes(), name
         assert (one / name / "manifest.json").read_text() == (two / name / "manifest.json").read_text()
     ref = json.loads((one / "rank0.json").read_text())
     r0, r1 = (json.loads((two / f"rank{r}.json").read_text()) for r in (0, 1))

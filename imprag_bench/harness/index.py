@@ -4,7 +4,9 @@
 build resumes at the first missing shard), then builds a FAISS index (flat inner product by default, any
 `faiss.index_factory` string such as "IVF256,PQ16" by option) and writes a manifest. The manifest's
 `binding` records what the vectors depend on (model checkpoint digest, layer, corpus digest, pooling...);
-`load_index` refuses an index whose binding differs from what the caller expects, naming the fields.
+`load_index` refuses an index whose binding differs from what the caller expects, naming the fields. The
+vectors are kept apart from the indexes built from them (one file per factory, its size recorded): a new
+factory trains from the stored vectors, and a damaged index or shard is rebuilt, never re-encoded whole.
 
 Memory: shards are written through a memmap a chunk of passages at a time, and the FAISS index is trained
 on a bounded sample and filled shard by shard from memmaps, so a build never holds the corpus's vectors in
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -26,7 +29,6 @@ from imprag_bench.harness.errors import UserError
 from imprag_bench.harness.io import atomic_write_bytes
 
 MANIFEST = "manifest.json"
-
 
 
 class VectorIndex:
@@ -122,13 +124,42 @@ def _make_faiss(paths: list[Path], n: int, factory: str, seed: int, n_train: int
     return index
 
 
+def index_file(factory: str) -> str:
+    """The file one FAISS factory's index of a folder's vectors is saved as (`index-IVF256_PQ16.faiss`)."""
+    return "index-" + (re.sub(r"[^A-Za-z0-9]+", "_", factory).strip("_") or "Flat") + ".faiss"
+
+
+def _vectors_key(binding: dict, n: int, shard_size: int) -> dict:
+    return {"binding": binding, "n": n, "shard_size": shard_size}
+
+
+def _stored_vectors_key(progress: Path) -> dict | None:
+    try:
+        old = json.loads(progress.read_text())
+    except (OSError, ValueError):
+        return None
+    old.pop("factory", None)  # folders of earlier versions bound the vectors to the factory too
+    return old
+
+
+def _shard_ok(path: Path, rows: int) -> bool:
+    """A completed shard reads back with its row count (a truncated or damaged file does not)."""
+    try:
+        return np.load(path, mmap_mode="r").shape[0] == rows
+    except (OSError, ValueError):
+        return False
+
+
 def build_index(out_dir: str | Path, ids: list[str], encode: Callable[[int, int], np.ndarray],
                 binding: dict, factory: str = "Flat", shard_size: int = 8192, desc: str = "indexing",
                 seed: int = 0, chunk: int = 64, n_train: int = 500_000) -> VectorIndex:
     """Encode passages [0, len(ids)) shard by shard via `encode(start, end) -> float32 [end-start, d]`
     (called on at most `chunk` passages at a time), then build and save the FAISS index with its manifest.
-    Resumes from completed shards whose settings match; an existing complete index with the same binding,
-    factory and ids is loaded instead of rebuilt.
+
+    The folder holds the vectors (bound to `binding`, the ids and the shard size) and one index file per
+    factory built from them: asking for another factory trains a new index from the stored vectors and never
+    re-encodes; an index of that factory already there (its size as recorded, readable) is loaded instead.
+    Encoding resumes at the first missing (or damaged) shard; a damaged index file is rebuilt from the shards.
 
     Under torchrun every rank calls this with the same arguments: shard s is encoded by rank s % world;
     after a barrier rank 0 trains the index (on a seeded sample of at most `n_train` vectors; the paper
@@ -136,26 +167,31 @@ def build_index(out_dir: str | Path, ids: list[str], encode: Callable[[int, int]
     wait and load it. The shards, and so the index, equal a one-process build's."""
     import faiss
 
+    from imprag_bench.harness.assets import log
+
     rank, size = dist.rank_world()
     out = Path(out_dir)
-    full = {"binding": binding, "n": len(ids), "factory": factory, "shard_size": shard_size}
-    ready = None
+    vectors = _vectors_key(binding, len(ids), shard_size)
+    ready, why = None, None
     if (out / MANIFEST).exists():
         try:
-            ready = load_index(out, binding)
-            if ready.manifest.get("factory") != factory or ready.ids != list(ids):
+            ready = load_index(out, binding, factory)
+            if ready.ids != list(ids):
                 ready = None
-        except UserError:
-            pass  # different binding: rebuild below
+        except UserError as e:
+            why = str(e)  # another binding, no index of this factory yet, or a damaged file: build below
     if not dist.any_rank(ready is None):  # collective: nobody changes the folder before every rank looked
         return ready
     progress = out / "progress.json"
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        if progress.exists() and json.loads(progress.read_text()) != full:
+        if progress.exists() and _stored_vectors_key(progress) != vectors:
             for p in out.glob("shard_*.npy"):
                 p.unlink()
-        atomic_write_bytes(progress, json.dumps(full, sort_keys=True).encode())
+            (out / MANIFEST).unlink(missing_ok=True)  # its indexes are of other vectors
+        elif why and "damaged" in why:
+            log(f"{why}; rebuilding it from the stored vectors")
+        atomic_write_bytes(progress, json.dumps(vectors, sort_keys=True).encode())
     dist.barrier()
     n_shards = (len(ids) + shard_size - 1) // shard_size
     spans = [(s * shard_size, min(len(ids), (s + 1) * shard_size)) for s in range(n_shards)]
@@ -164,45 +200,70 @@ def build_index(out_dir: str | Path, ids: list[str], encode: Callable[[int, int]
                desc=desc if size == 1 else f"{desc} (rank {rank}/{size})", unit="passage", dynamic_ncols=True)
     for s in mine:
         path = _shard_path(out, s)
-        if path.exists():
+        if path.exists() and _shard_ok(path, spans[s][1] - spans[s][0]):
             bar.update(spans[s][1] - spans[s][0])
         else:
+            if path.exists():
+                log(f"{path}: damaged vector shard; encoding it again")
             _encode_shard(path, *spans[s], encode, chunk, bar)
     bar.close()
     dist.barrier()
     if rank == 0:
         index = _make_faiss([_shard_path(out, s) for s in range(n_shards)], len(ids), factory, seed, n_train, desc)
-        tmp = out / ".index.faiss.tmp"
+        name = index_file(factory)
+        tmp = out / f".{name}.tmp"
         faiss.write_index(index, str(tmp))
-        os.replace(tmp, out / "index.faiss")
+        os.replace(tmp, out / name)
         atomic_write_bytes(out / "ids.txt", "\n".join(ids).encode())
-        manifest = {**full, "dim": int(index.d)}
+        old = _read_manifest(out) if (out / MANIFEST).exists() else {}
+        indexes = {**(old.get("indexes", {}) if old.get("binding") == binding else {}),
+                   factory: {"file": name, "bytes": (out / name).stat().st_size, "ntotal": int(index.ntotal)}}
+        manifest = {**vectors, "dim": int(index.d), "factory": factory, "indexes": indexes}
         atomic_write_bytes(out / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
     dist.barrier()
     if rank == 0:
         return VectorIndex(index, list(ids), manifest)
-    return load_index(out, binding)
+    return load_index(out, binding, factory)
 
 
-def load_index(out_dir: str | Path, binding: dict) -> VectorIndex:
-    """Load an index, refusing it (UserError) if its manifest's binding differs from `binding`."""
-    import faiss
-
-    out = Path(out_dir)
+def _read_manifest(out: Path) -> dict:
     mpath = out / MANIFEST
     if not mpath.exists():
         raise UserError(f"{out}: no index manifest ({MANIFEST}); build the index first")
     try:
-        manifest = json.loads(mpath.read_text())
+        return json.loads(mpath.read_text())
     except ValueError as e:
         raise UserError(f"{mpath}: unreadable manifest ({e})") from None
+
+
+def load_index(out_dir: str | Path, binding: dict, factory: str | None = None) -> VectorIndex:
+    """Load the index of `factory` (default: the last one built) from a folder, refusing it (UserError, one
+    message naming the file) if the manifest's binding differs from `binding`, if there is no index of that
+    factory, or if its file is damaged (not the size recorded when it was completed, or unreadable)."""
+    import faiss
+
+    out = Path(out_dir)
+    manifest = _read_manifest(out)
     have = manifest.get("binding", {})
     diff = sorted(k for k in set(have) | set(binding) if have.get(k) != binding.get(k))
     if diff:
         detail = "; ".join(f"{k}: index has {have.get(k)!r}, expected {binding.get(k)!r}" for k in diff)
         raise UserError(f"{out}: index was built for a different setup ({detail})")
+    factory = factory or manifest.get("factory", "Flat")
+    entry = manifest.get("indexes", {}).get(factory)
+    if entry is None and manifest.get("factory") == factory:  # a folder of an earlier version: one index.faiss
+        entry = {"file": "index.faiss", "bytes": None, "ntotal": manifest["n"]}
+    if entry is None:
+        raise UserError(f"{out}: no {factory} index among {sorted(manifest.get('indexes', {}))}")
+    path = out / entry["file"]
+    if not path.exists() or (entry["bytes"] is not None and path.stat().st_size != entry["bytes"]):
+        raise UserError(f"{path}: damaged index ({path.stat().st_size if path.exists() else 'no'} bytes, "
+                        f"{entry['bytes']} recorded)")
+    try:
+        index = faiss.read_index(str(path))
+    except RuntimeError as e:
+        raise UserError(f"{path}: damaged index (faiss cannot read it: {str(e).splitlines()[0]})") from None
     ids = (out / "ids.txt").read_text().split("\n")
-    index = faiss.read_index(str(out / "index.faiss"))
     if index.ntotal != len(ids) or len(ids) != manifest["n"]:
-        raise UserError(f"{out}: index is incomplete ({index.ntotal} vectors, {len(ids)} ids, manifest n={manifest['n']})")
+        raise UserError(f"{path}: damaged index ({index.ntotal} vectors, {len(ids)} ids, manifest n={manifest['n']})")
     return VectorIndex(index, ids, manifest)
