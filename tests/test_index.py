@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from imprag_bench.harness.errors import UserError
-from imprag_bench.harness.index import build_index, load_index
+from imprag_bench.harness.index import AUTO_FLAT_MAX, NPROBE, auto_factory, build_index, load_index
 
 
 def _vectors(n=50, d=8):
@@ -61,6 +61,7 @@ def test_streaming_build_equals_in_memory_build_and_calls_encode_in_chunks(tmp_p
     ref = faiss.index_factory(16, "IVF4,PQ4x4", faiss.METRIC_INNER_PRODUCT)
     ref.train(v[np.sort(np.random.default_rng(0).choice(len(v), 300, replace=False))])
     ref.add(v)
+    faiss.extract_index_ivf(ref).nprobe = 4  # a loaded IVF index searches min(NPROBE, nlist) lists
     assert faiss.serialize_index(ix.index).tobytes() == faiss.serialize_index(ref).tobytes()
 
 
@@ -153,3 +154,25 @@ def test_a_damaged_shard_is_encoded_again_alone(tmp_path):
     calls.clear()
     build_index(tmp_path, ids, _counting(v, calls), {"model": "m"}, shard_size=16)
     assert calls == [(16, 32)] and (tmp_path / "index-Flat.faiss").read_bytes() == whole
+
+
+def test_auto_factory_is_flat_for_small_corpora_and_compressed_above(tmp_path):
+    v, calls = _vectors(), []
+    ix = build_index(tmp_path, [f"p{i}" for i in range(len(v))], _counting(v, calls), {"model": "m"}, factory="auto")
+    assert ix.manifest["factory"] == "Flat" and list(ix.manifest["indexes"]) == ["Flat"]
+    calls.clear()
+    again = build_index(tmp_path, [f"p{i}" for i in range(len(v))], _counting(v, calls), {"model": "m"},
+                        factory="auto")
+    assert calls == [] and again.manifest["factory"] == "Flat"
+    assert auto_factory(AUTO_FLAT_MAX, 1024) == "Flat"
+    assert auto_factory(21_015_324, 1024) == "IVF65536_HNSW32,PQ64"  # the paper's corpus, ImpRAG's 8 x 128 keys
+    assert auto_factory(21_015_324, 768).endswith(",PQ64") and auto_factory(4_000_000, 200).endswith(",PQ8")
+
+
+def test_a_loaded_ivf_index_probes_more_than_one_list(tmp_path):
+    import faiss
+
+    v = _vectors(700, 16)
+    build_index(tmp_path, [f"p{i}" for i in range(len(v))], lambda s, e: v[s:e], {"model": "m"},
+                factory="IVF64,Flat", n_train=700)
+    assert faiss.extract_index_ivf(load_index(tmp_path, {"model": "m"}).index).nprobe == min(NPROBE, 64)

@@ -27,7 +27,7 @@ def checkpoint_retriever(folder: str | Path, corpus, ctx):
     if not meta_path.is_file():
         raise UserError(f"{folder}: no retriever/retriever.json; is it a checkpoint of a trained RA baseline?")
     meta = json.loads(meta_path.read_text())
-    factory = ctx.opt("index", "Flat")
+    factory = ctx.opt("index", "auto")
     if meta.get("kind") == "lm-slice":
         return LMSliceRetriever(corpus, ctx.cache_dir, rdir, factory=factory, device=ctx.opt("device", "cpu"),
                                 bf16=use_bf16(ctx.opt("bf16", "auto"), ctx.opt("device", "cpu")))

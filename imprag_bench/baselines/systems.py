@@ -73,7 +73,8 @@ READER_LM = Option(str, None, "an LM folder (a trained reader) read instead of `
 PASSAGE_TOKENS = Option(int, 128, "each passage cut to this many tokens before reading", min=1)
 QUERY = Option(str, "prompt", "retrieval query: the whole prompt (paper) or the task's oracle query",
                choices=("prompt", "oracle"))
-INDEX = Option(str, "Flat", "FAISS index factory string, e.g. IVF65536_HNSW32,PQ64")
+INDEX = Option(str, "auto", "FAISS index factory string, e.g. IVF65536_HNSW32,PQ64; auto: Flat up to "
+                               "1M passages, compressed above (harness.index.auto_factory)")
 
 
 @SYSTEMS.register("closed-book")
@@ -102,6 +103,6 @@ def dense(options: dict) -> RetrieveRead:
 
     def make(corpus, ctx):
         return DenseRetriever(corpus, ctx.cache_dir, encoder=options.get("encoder", "minilm"),
-                              factory=options.get("index", "Flat"), bf16=options.get("bf16", "auto"),
+                              factory=options.get("index", "auto"), bf16=options.get("bf16", "auto"),
                               device=options.get("device") or "cpu")
     return RetrieveRead({"label": "dense", **options}, make)

@@ -164,7 +164,8 @@ def _cmd_reproduce(args) -> None:
     from imprag_bench.harness.reproduce import reproduce
     out = args.out or f"runs/reproduce-{args.preset}"
     command = "imprag-bench " + " ".join(shlex.quote(a) for a in (args.argv or []))
-    done = reproduce(args.preset, out, command, args.systems, args.train_set, args.run_set, costs=not args.no_costs)
+    done = reproduce(args.preset, out, command, args.systems, args.train_set, args.run_set, costs=not args.no_costs,
+                     eval_set=args.eval_set)
     print(f"wrote {done}: leaderboard.csv, paired.csv, headline.png, costs.csv, manifest.json, report.html")
 
 
@@ -219,13 +220,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("reproduce", help="the headline experiment: train every system at one budget, evaluate, "
                                           "paired statistics, figure, costs, manifest; resumable")
-    rp.add_argument("--preset", default="cpu", help="presets/reproduce/<name>.yaml: cpu (default) | smoke")
+    rp.add_argument("--preset", default="cpu",
+                    help="presets/reproduce/<name>.yaml: cpu (default) | smoke | paper | paper-8b (GPUs)")
     rp.add_argument("--out", help="results folder (default runs/reproduce-<preset>; the same command resumes it)")
     rp.add_argument("--systems", nargs="+", metavar="LABEL", help="only these systems (the reference stays)")
     rp.add_argument("--train-set", nargs="+", default=[], metavar="KEY=VALUE", dest="train_set",
                     help="override training settings of every trained system (e.g. steps=2)")
     rp.add_argument("--run-set", nargs="+", default=[], metavar="KEY=VALUE", dest="run_set",
                     help="override evaluation settings (e.g. n=12 'tasks=[nq,aida]')")
+    rp.add_argument("--eval-set", nargs="+", default=[], metavar="KEY=VALUE", dest="eval_set",
+                    help="override the preset's eval_options, given to every system that accepts them "
+                         "(e.g. index=Flat encoder=minilm)")
     rp.add_argument("--no-costs", action="store_true", dest="no_costs", help="skip the cost measurement")
     rp.set_defaults(fn=_cmd_reproduce)
 

@@ -98,5 +98,8 @@ def measure_costs(cfg: dict, entries: list[dict], path: str | Path, n: int = 4, 
         ref = float(df.loc[df["system"] == reference, "latency_s_per_example"].iloc[0])
         df.insert(df.columns.get_loc("latency_s_per_example") + 1, "latency_ratio",
                   (df["latency_s_per_example"] / ref).round(3))
-    atomic_write_text(Path(path), df.to_csv(index=False))
+    from imprag_bench.harness import dist
+
+    if dist.rank_world()[0] == 0:  # under torchrun every rank measures, rank 0 writes
+        atomic_write_text(Path(path), df.to_csv(index=False))
     return df

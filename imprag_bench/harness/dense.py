@@ -119,7 +119,7 @@ class DenseRetriever:
 
     name = "dense"
 
-    def __init__(self, corpus: Corpus, cache_dir: Path, encoder: str = "minilm", factory: str = "Flat",
+    def __init__(self, corpus: Corpus, cache_dir: Path, encoder: str = "minilm", factory: str = "auto",
                  bf16: bool | str = "auto", device: str = "cpu"):
         self.corpus = corpus
         self.encoder = DenseEncoder(encoder, bf16=bf16, device=device)

@@ -16,6 +16,7 @@ RAM beyond what the index itself stores. Under torchrun the shards are split acr
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -29,12 +30,19 @@ from imprag_bench.harness.errors import UserError
 from imprag_bench.harness.io import atomic_write_bytes
 
 MANIFEST = "manifest.json"
+AUTO_FLAT_MAX = 1_000_000  # `factory="auto"`: exact (Flat) search up to this many passages, compressed above
+NPROBE = 32  # inverted lists an IVF index visits per query (faiss's default, 1, loses most neighbours)
 
 
 class VectorIndex:
     """A loaded index: FAISS search returning corpus passage ids."""
 
     def __init__(self, index, ids: list[str], manifest: dict):
+        import faiss
+
+        ivf = faiss.try_extract_index_ivf(index)
+        if ivf is not None:
+            ivf.nprobe = min(NPROBE, ivf.nlist)
         self.index = index
         self.ids = ids
         self.manifest = manifest
@@ -124,6 +132,25 @@ def _make_faiss(paths: list[Path], n: int, factory: str, seed: int, n_train: int
     return index
 
 
+def auto_factory(n: int, dim: int) -> str:
+    """The factory `"auto"` stands for: Flat up to AUTO_FLAT_MAX passages; above, an IVF index with an HNSW
+    coarse quantiser and 8-bit PQ codes of 64 sub-vectors (or the most that divide `dim`), about 16 sqrt(n)
+    lists (21M passages: 65,536, the paper's dense index)."""
+    if n <= AUTO_FLAT_MAX:
+        return "Flat"
+    nlist = 2 ** round(math.log2(16 * math.sqrt(n)))
+    m = next(m for m in (64, 48, 32, 24, 16, 8, 4, 2, 1) if dim % m == 0)
+    return f"IVF{nlist}_HNSW32,PQ{m}"
+
+
+def _known_dim(out: Path, binding: dict) -> int | None:
+    try:
+        manifest = json.loads((out / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return manifest.get("dim") if manifest.get("binding") == binding else None
+
+
 def index_file(factory: str) -> str:
     """The file one FAISS factory's index of a folder's vectors is saved as (`index-IVF256_PQ16.faiss`)."""
     return "index-" + (re.sub(r"[^A-Za-z0-9]+", "_", factory).strip("_") or "Flat") + ".faiss"
@@ -172,8 +199,11 @@ def build_index(out_dir: str | Path, ids: list[str], encode: Callable[[int, int]
     rank, size = dist.rank_world()
     out = Path(out_dir)
     vectors = _vectors_key(binding, len(ids), shard_size)
+    if factory == "auto":  # needs the vectors' size: from the manifest, or after encoding
+        dim = _known_dim(out, binding)
+        factory = auto_factory(len(ids), dim) if dim else None
     ready, why = None, None
-    if (out / MANIFEST).exists():
+    if factory is not None and (out / MANIFEST).exists():
         try:
             ready = load_index(out, binding, factory)
             if ready.ids != list(ids):
@@ -208,6 +238,8 @@ def build_index(out_dir: str | Path, ids: list[str], encode: Callable[[int, int]
             _encode_shard(path, *spans[s], encode, chunk, bar)
     bar.close()
     dist.barrier()
+    if factory is None:
+        factory = auto_factory(len(ids), int(np.load(_shard_path(out, 0), mmap_mode="r").shape[1]))
     if rank == 0:
         index = _make_faiss([_shard_path(out, s) for s in range(n_shards)], len(ids), factory, seed, n_train, desc)
         name = index_file(factory)

@@ -123,5 +123,9 @@ class Manifest:
             self.add_time(stage, time.perf_counter() - t0)
 
     def save(self) -> None:
+        from imprag_bench.harness import dist
+
+        if dist.rank_world()[0] != 0:  # under torchrun rank 0 keeps the manifest
+            return
         with self._lock:
             atomic_write_text(self.path, json.dumps(self.data, indent=1, sort_keys=True, default=str))

@@ -14,6 +14,7 @@ machine) and report.html. Presets live in presets/reproduce/*.yaml.
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -201,13 +202,30 @@ def stats(preset: ReproducePreset, out: Path) -> None:
                         reference=preset.reference)
 
 
+def with_eval_set(preset: ReproducePreset, eval_set: list[str]) -> ReproducePreset:
+    """The preset with `--eval-set key=value` overrides of its eval_options (values parsed as YAML)."""
+    if not eval_set:
+        return preset
+    options = dict(preset.eval_options)
+    for item in eval_set:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise UserError(f"--eval-set {item!r}: expected key=value (a system option, e.g. index=Flat)")
+        options[key] = yaml.safe_load(value)
+    return dataclasses.replace(preset, eval_options=options)
+
+
 def reproduce(preset_name: str, out: str | Path, command: str, systems: list[str] | None = None,
-              train_set: list[str] | None = None, run_set: list[str] | None = None, costs: bool = True) -> Path:
-    """Run (or continue) the headline experiment into `out`; returns the folder."""
-    from imprag_bench.harness import report_html, runner
+              train_set: list[str] | None = None, run_set: list[str] | None = None, costs: bool = True,
+              eval_set: list[str] | None = None) -> Path:
+    """Run (or continue) the headline experiment into `out`; returns the folder. Under torchrun every rank
+    runs every stage that has collectives (training, evaluation, costs); rank 0 alone writes the manifest,
+    the statistics, the figure and the report."""
+    from imprag_bench.harness import dist, report_html, runner
     from imprag_bench.harness.manifest import Manifest
 
-    preset = ReproducePreset.load(preset_name).select(systems)
+    preset = with_eval_set(ReproducePreset.load(preset_name).select(systems), list(eval_set or []))
+    rank = dist.rank_world()[0]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(out, {"preset": preset.name, "budget": preset.budget, "reference": preset.reference},
@@ -227,12 +245,15 @@ def reproduce(preset_name: str, out: str | Path, command: str, systems: list[str
     with manifest.timed("eval"):
         runner.run(cfg)
     with manifest.timed("stats"):
-        stats(preset, out)
+        if rank == 0:
+            stats(preset, out)
     if costs and preset.costs:
         from imprag_bench.harness.costs import measure_costs
 
-        with manifest.timed("costs"):
+        with manifest.timed("costs"):  # every rank measures (the systems' index loads are collective)
             measure_costs(cfg, entries, out / "costs.csv", **preset.costs, reference=preset.reference)
-    report_html.write_report(out)
+    if rank == 0:
+        report_html.write_report(out)
+    dist.barrier()
     log(f"reproduce: {out} (leaderboard.csv, paired.csv, headline.png, costs.csv, manifest.json, report.html)")
     return out

@@ -100,7 +100,7 @@ class ImpRAGSystem:
         texts = corpus.texts
         self.index = build_index(where, corpus.ids,
                                  lambda s, e: self.model.embed_passages(texts[s:e], self.batch_size * 4, bf16),
-                                 binding, factory=ctx.opt("index", "Flat"),
+                                 binding, factory=ctx.opt("index", "auto"),
                                  desc=f"indexing corpus with layers 0..{self.model.b} of {name}")
 
     def retrieve(self, e_q, k: int) -> list[list[str]]:
@@ -141,7 +141,8 @@ class ImpRAGSystem:
                             choices=("concat", "independent")),
     read_top_layers=Option(bool, False, "read passages in the top layers too (t = N-1)"),
     bf16=BF16,
-    index=Option(str, "Flat", "FAISS index factory string, e.g. IVF65536_HNSW32,PQ64"),
+    index=Option(str, "auto", "FAISS index factory string, e.g. IVF65536_HNSW32,PQ64; auto: Flat up to 1M "
+                 "passages, compressed above (harness.index.auto_factory)"),
 )
 def make(options: dict) -> ImpRAGSystem:
     """ImpRAG (implicit queries from layer b; passages read as KV in layers b..t)."""

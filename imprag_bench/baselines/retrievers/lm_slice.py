@@ -183,7 +183,7 @@ class LMSliceRetriever:
 
     name = "lm-slice"
 
-    def __init__(self, corpus: Corpus, cache_dir: Path, folder: str | Path, factory: str = "Flat",
+    def __init__(self, corpus: Corpus, cache_dir: Path, folder: str | Path, factory: str = "auto",
                  device: str = "cpu", bf16: bool = True, encoder: LMSliceEncoder | None = None):
         from imprag_bench.harness.dense import folder_digest
 
