@@ -164,11 +164,11 @@ def run_config(preset: ReproducePreset, out: Path, entries: list[dict], run_set:
     settings = dict(preset.run)
     cfg = load_preset(settings.pop("preset", "quick"))
     cfg.update(settings)
+    known = sorted({*cfg, "cache_dir"} - {"systems", "out"})  # cache_dir: the runner's index cache (optional)
     for item in run_set:
         key, eq, value = item.partition("=")
-        if not eq or key not in cfg or key in ("systems", "out"):
-            raise UserError(f"--run-set {item!r}: expected key=value with a run setting "
-                            f"({', '.join(sorted(k for k in cfg if k not in ('systems', 'out')))})")
+        if not eq or key not in known:
+            raise UserError(f"--run-set {item!r}: expected key=value with a run setting ({', '.join(known)})")
         cfg[key] = yaml.safe_load(value)
     cfg["systems"], cfg["out"] = entries, str(out)
     return cfg
