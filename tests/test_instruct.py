@@ -167,3 +167,16 @@ def test_unreachable_hub_gives_the_cache_advice(monkeypatch):
     with pytest.raises(UserError, match="cannot reach the Hugging Face hub to load ucinlp/drop.*HF_HUB_OFFLINE=1") as e:
         load_instruct("drop")
     assert "local:PATH" not in str(e.value)  # that advice is for evaluation tasks
+
+
+def test_oasst1_keeps_the_whole_best_ranked_conversation():
+    from imprag_bench.tasks.instruct import _oasst_pairs
+
+    rows = [("a", None, "Hi?", "prompter", "en", None), ("b", "a", "Worse.", "assistant", "en", 1),
+            ("c", "a", "Hello.", "assistant", "en", 0), ("d", "c", "And?", "prompter", "en", None),
+            ("e", "d", "More.", "assistant", "en", 0), ("f", "e", "Thanks", "prompter", "en", None),
+            ("g", None, "Alone", "prompter", "en", None), ("h", None, "Hola", "prompter", "es", None),
+            ("i", "h", "Hola.", "assistant", "es", 0)]
+    cols = ("message_id", "parent_id", "text", "role", "lang", "rank")
+    ds = {c: [r[j] for r in rows] for j, c in enumerate(cols)}
+    assert _oasst_pairs(ds) == [{"id": "a", "prompt": "Hi? Hello. And?", "reply": "More."}]

@@ -42,6 +42,7 @@ class ReproducePreset:
     costs: dict = field(default_factory=dict)
     train_set: list[str] = field(default_factory=list)  # KEY=VALUE given to every trained system (as --train-set)
     pairs: list[list[str]] = field(default_factory=list)  # extra [reference, baseline] comparisons in paired.csv
+    additions: list[str] = field(default_factory=list)  # the evaluation's deviations from the paper (ADDITIONS)
 
     @classmethod
     def load(cls, name: str) -> "ReproducePreset":
@@ -52,7 +53,7 @@ class ReproducePreset:
             raise UserError(f"unknown reproduce preset {name!r}" + (f"; did you mean {close[0]!r}?" if close else "")
                             + f" (known: {', '.join(known)})")
         data = yaml.safe_load(folder.joinpath(f"{name}.yaml").read_text()) or {}
-        allowed = {"budget", "reference", "run", "systems", "eval_options", "costs", "train_set", "pairs"}
+        allowed = {"budget", "reference", "run", "systems", "eval_options", "costs", "train_set", "pairs", "additions"}
         if set(data) - allowed:
             raise UserError(f"presets/reproduce/{name}.yaml: unknown keys {sorted(set(data) - allowed)}")
         return cls(name=name, **data).validated()
@@ -60,7 +61,11 @@ class ReproducePreset:
     def validated(self) -> "ReproducePreset":
         from imprag_bench.harness.registry import SYSTEMS, TRAINERS
 
+        from imprag_bench.harness.training.config import ADDITIONS
+
         where = f"reproduce preset {self.name}"
+        if set(self.additions) - set(ADDITIONS):
+            raise UserError(f"{where}: unknown additions {sorted(set(self.additions) - set(ADDITIONS))}")
         labels = [s.get("label") for s in self.systems]
         if None in labels or len(set(labels)) != len(labels):
             raise UserError(f"{where}: every system needs a unique label (got {labels})")
@@ -90,7 +95,7 @@ class ReproducePreset:
         keep = set(labels) | {self.reference}
         return ReproducePreset(self.name, self.budget, self.reference, self.run,
                                [s for s in self.systems if s["label"] in keep], self.eval_options, self.costs,
-                               self.train_set, [p for p in self.pairs if set(p) <= keep])
+                               self.train_set, [p for p in self.pairs if set(p) <= keep], self.additions)
 
 
 def train_configs(preset: ReproducePreset, out: Path, train_set: list[str]) -> list[tuple[dict, object]]:
@@ -228,8 +233,8 @@ def reproduce(preset_name: str, out: str | Path, command: str, systems: list[str
     rank = dist.rank_world()[0]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    manifest = Manifest(out, {"preset": preset.name, "budget": preset.budget, "reference": preset.reference},
-                        command)
+    manifest = Manifest(out, {"preset": preset.name, "budget": preset.budget, "reference": preset.reference,
+                              "eval_additions": preset.additions}, command)
     manifest.save()
     cfg = run_config(preset, out, [], list(run_set or []))  # checked before any training
     device = str(cfg.get("device") or "cpu")

@@ -4,8 +4,8 @@
 from the set's TRAIN split in a seeded random order (paper: 5,000 training examples per dataset). Prompts follow
 paper Table 1 (the model input ends with "A:" or the instruction; `target` is the text after it):
 
-- dialogue completion, oasst1: "{turn 1}" -> "{turn 2}": the first turn of each English conversation (a root
-  prompter message) and its best-ranked English assistant reply.
+- dialogue completion, oasst1: "{turn 1} {turn 2} ..." -> the last assistant turn: each English conversation
+  (from a root prompter message, the best-ranked reply at every turn), cut after its last assistant turn.
 - reading comprehension, CoQA, DROP, NewsQA, PubMedQA, QuAIL, SQuAD v2 (answerable questions only):
   "{context} Q: {question} A:" -> answer. CoQA keeps the conversation so far in the prompt
   ("{story} Q: q1 A: a1 ... Q: qn A:"); PubMedQA's answer is its yes/no/maybe decision; QuAIL's the text
@@ -50,19 +50,28 @@ def _rc(rid: str, context: str, question: str, answer: str, source: str) -> dict
 
 
 def _oasst_pairs(ds) -> list[dict]:
-    """First-turn (root prompter message, best-ranked assistant reply) pairs, both English, in row order."""
+    """One English conversation per root prompter message, in row order: the best-ranked reply at every turn
+    (ties: the first row), cut after its last assistant turn; the turns before it are the prompt (paper Table 1:
+    "{turn 1} {turn 2} {turn 3} ..."), the last assistant turn the target."""
     cols = {c: ds[c] for c in ("message_id", "parent_id", "text", "role", "lang", "rank")}
     rows = [dict(zip(cols, vals)) for vals in zip(*cols.values())]
-    roots = {r["message_id"]: r for r in rows if r["role"] == "prompter" and r["parent_id"] is None
-             and r["lang"] == "en"}
-    best: dict[str, dict] = {}
-    for r in rows:
-        if r["role"] == "assistant" and r["parent_id"] in roots and r["lang"] == "en":
-            rank = r["rank"] if r["rank"] is not None else float("inf")
-            old = best.get(r["parent_id"])
-            if old is None or rank < (old["rank"] if old["rank"] is not None else float("inf")):
-                best[r["parent_id"]] = r
-    return [{"id": mid, "prompt": roots[mid]["text"], "reply": best[mid]["text"]} for mid in roots if mid in best]
+    best: dict[str, tuple] = {}
+    for n, r in enumerate(rows):
+        if r["parent_id"] is not None and r["lang"] == "en":
+            key = (r["rank"] if r["rank"] is not None else float("inf"), n)
+            if r["parent_id"] not in best or key < best[r["parent_id"]][0]:
+                best[r["parent_id"]] = (key, r)
+    out = []
+    for root in (r for r in rows if r["role"] == "prompter" and r["parent_id"] is None and r["lang"] == "en"):
+        chain = [root]
+        while chain[-1]["message_id"] in best and len(chain) < 64:
+            chain.append(best[chain[-1]["message_id"]][1])
+        while chain and chain[-1]["role"] != "assistant":
+            chain.pop()
+        if len(chain) >= 2:
+            out.append({"id": root["message_id"], "prompt": " ".join(_s(t["text"]) for t in chain[:-1]),
+                        "reply": chain[-1]["text"]})
+    return out
 
 
 def _oasst(row: dict, i: int, rng: random.Random) -> dict | None:

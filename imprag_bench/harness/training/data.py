@@ -110,5 +110,5 @@ def training_items(cfg, corpus, out: Path) -> tuple[list, list]:
                               Path(cfg["cache_dir"]))
     extra = instruct_items(cfg["instruct_sets"], cfg.get("max_examples") or 5000, cfg["seed"])
     items = build_mix(examples, cands, corpus, seed=cfg["seed"], n_instruct=int(cfg["instruct_share"] * len(examples)),
-                      plain_share=cfg["plain_share"], extra=extra)
+                      plain_share=cfg["plain_share"], extra=extra, synthetic_each=cfg.get("synthetic_each"))
     return examples, with_demonstrations(items, examples, cfg["source"], int(cfg.get("train_fewshot") or 0))

@@ -94,22 +94,38 @@ def sentgen_item(pid: str, text: str, rng: random.Random) -> TrainItem | None:
 
 
 def build_mix(examples: list[Example], cands: list[Candidates], corpus: Corpus, seed: int = 0,
-              n_instruct: int | None = None, plain_share: float = 0.1, extra: list[TrainItem] = ()) -> list[TrainItem]:
-    """The shuffled training mix: retrieval items + `n_instruct` instruction items built from the corpus +
-    `extra` items (the hub instruction sets) + ~`plain_share` plain text."""
+              n_instruct: int | None = None, plain_share: float = 0.1, extra: list[TrainItem] = (),
+              synthetic_each: int | None = None) -> list[TrainItem]:
+    """The shuffled training mix: retrieval items + instruction items built from the corpus + `extra` items
+    (the hub instruction sets) + ~`plain_share` plain text. Corpus-built items: by default `n_instruct` in all
+    (reading comprehension first, then denoising and sentence generation alternating: the offline stand-in for
+    the hub sets); with `synthetic_each` (the paper: 5,000) exactly that many phrase-denoising and as many
+    sentence-generation items, and no reading items (the paper's sources are the hub sets and these two)."""
     rng = random.Random(seed)
     items = retrieval_items(examples, cands)
-    rc = reading_items(examples, cands, corpus)
-    texts = [p for p in corpus.passages if len(_sentences(p.text)) >= 2]
-    rng.shuffle(texts)
+    rc = reading_items(examples, cands, corpus) if synthetic_each is None else []
+    if synthetic_each is None:
+        texts = [p for p in corpus.passages if len(_sentences(p.text)) >= 2]
+        rng.shuffle(texts)
+    else:  # a seeded sample of the corpus, large enough for both kinds and the plain text (21M passages: never all)
+        n_plain = int(round(plain_share * (len(items) + 2 * synthetic_each + len(extra)) / (1 - plain_share)))
+        pool = rng.sample(range(len(corpus)), min(len(corpus), 2 * (2 * synthetic_each + n_plain) + 1000))
+        ids = corpus.ids
+        texts = [p for p in corpus.get_many([ids[i] for i in pool]) if len(_sentences(p.text)) >= 2]
     n_instruct = len(items) if n_instruct is None else n_instruct
-    synth = []
+    want = {"denoise": synthetic_each, "sentgen": synthetic_each} if synthetic_each is not None else None
+    synth, made = [], {"denoise": 0, "sentgen": 0}
     for p in texts:
-        if len(synth) >= max(0, n_instruct - len(rc)):
+        if want is None and len(synth) >= max(0, n_instruct - len(rc)):
             break
-        item = (denoise_item if len(synth) % 2 == 0 else sentgen_item)(p.id, p.text, rng)
+        if want is not None and made == want:
+            break
+        kind = "denoise" if (want is None and len(synth) % 2 == 0) or (want is not None and made["denoise"] <
+                                                                          want["denoise"]) else "sentgen"
+        item = (denoise_item if kind == "denoise" else sentgen_item)(p.id, p.text, rng)
         if item is not None:
             synth.append(item)
+            made[kind] += 1
     mix = items + rc[:n_instruct] + synth + list(extra)
     n_plain = int(round(plain_share * len(mix) / (1 - plain_share)))
     used = {i.id.split(":", 1)[1] for i in synth}
