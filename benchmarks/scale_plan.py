@@ -22,6 +22,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reproduce_hours import stage_hours  # noqa: E402
 MODELS = {  # config.json of meta-llama/Llama-3.2-3B and meta-llama/Llama-3.1-8B; b, t from the paper
     "Llama-3.2-3B": dict(h=3072, i=8192, hq=24, hkv=8, d=128, layers=28, vocab=128256, tied=True, b=7, t=19),
     "Llama-3.1-8B": dict(h=4096, i=14336, hq=32, hkv=8, d=128, layers=32, vocab=128256, tied=False, b=7, t=23),
@@ -65,7 +67,12 @@ def plan(measured: dict, gpus: int, mfu: float) -> dict:
         ex_s = {g: f_ex / rate + decode_s[g] for g in HBM}
         act_gb = 256 * 128 * (4 * m["h"] + 3 * m["i"]) * 2 / 1e9  # 256 passages x 128 tokens, bf16, one layer
         kv_gb = BATCH * (m["t"] + 1) * kl * 2 * m["hkv"] * m["d"] * 2 / 1e9  # passages' K and V, bf16
+        closed = 2 * m["layers"] * p_layer * (tok_q + NEW_TOKENS) / rate + decode_s["H100"]
+        eval_s = {"closed-book": closed, **{s: ex_s["H100"] for s in ("bm25", "dense", "ra-it", "ra-dit",
+                                                                       "ra-dit-llama", "imprag")}}
+        reproduce = stage_hours(m, p_layer, tok_p, N_PASSAGES, eval_s, rate, gpus)
         out["models"][name] = {
+            "reproduce": reproduce,
             "params_per_layer": p_layer, "params_total": p_all, "weights_bf16_gb": weights_gb,
             "index_gflop_per_passage": f_pass / 1e9, "index_flop_total": N_PASSAGES * f_pass,
             "index_gpu_hours_1": idx_s / 3600, f"index_hours_on_{gpus}": idx_s / 3600 / gpus,
@@ -98,6 +105,22 @@ def _round(x):
     return x
 
 
+def hours_table(res: dict, gpus: int) -> str:
+    """Markdown: projected GPU-hours per stage of `reproduce --preset paper` (3B) and `paper-8b` (8B)."""
+    models = list(res["models"])
+    stages = list(res["models"][models[0]]["reproduce"]["gpu_hours"])
+    rows = ["| stage | " + " | ".join(f"{n} GPU-h" for n in models) + " |", "|---|" + "---|" * len(models)]
+    rows += [f"| {s} | " + " | ".join(f"{res['models'][n]['reproduce']['gpu_hours'][s]:.1f}" for n in models) + " |"
+             for s in stages]
+    rows.append("| **total** | " + " | ".join(f"**{res['models'][n]['reproduce']['gpu_hours_total']:.0f}**"
+                                             for n in models) + " |")
+    rows.append(f"| wall hours on {gpus} GPUs | " + " | ".join(
+        f"{res['models'][n]['reproduce'][f'wall_hours_on_{gpus}']:.1f}" for n in models) + " |")
+    return (f"\nreproduce --preset paper (Llama-3.2-3B) / paper-8b (Llama-3.1-8B), MFU {res['inputs']['mfu']} of "
+            f"{res['inputs']['peak_flops'] / 1e12:.0f} TFLOP/s (a formula, not a GPU measurement; the paper: ~160 "
+            "GPU-hours for ImpRAG, ~96 per baseline, H100):\n" + "\n".join(rows))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--measured", type=Path, default=ROOT / "results" / "bench_imprag_tiny.json")
@@ -111,6 +134,7 @@ def main(argv=None) -> int:
         return 2
     res = _round(plan(json.loads(args.measured.read_text()), args.gpus, args.mfu))
     print(json.dumps(res, indent=1))
+    print(hours_table(res, args.gpus))
     if args.json:
         args.json.write_text(json.dumps(res, indent=1))
     return 0

@@ -45,3 +45,18 @@ def test_bench_train_memory_measures_every_system_and_plans_both_models_at_a_tin
         if r["system"].startswith(("reader", "imprag")):
             assert r["weights_gb"] < 2 * r["params_b"]  # one unit per layer: only the root and two layers whole
     assert "Per GPU" in proc.stdout
+
+
+def test_scale_plan_projects_hours_per_stage_for_both_paper_presets(tmp_path):
+    out = tmp_path / "plan.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "scale_plan.py"), "--json", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(out.read_text())
+    small, big = (res["models"][n]["reproduce"] for n in ("Llama-3.2-3B", "Llama-3.1-8B"))
+    for r in (small, big):
+        assert {"train imprag", "train ra-it", "train ra-dit", "train ra-dit-llama"} <= set(r["gpu_hours"])
+        assert abs(sum(r["gpu_hours"].values()) - r["gpu_hours_total"]) < 0.01 * r["gpu_hours_total"]
+        assert r["paper_gpu_hours"]["imprag"] == 160 and "no GPU measurement" in r["source"]
+    assert all(big["gpu_hours"][k] >= small["gpu_hours"][k] for k in small["gpu_hours"])  # 8B costs more
+    assert "paper-8b" in proc.stdout and "| **total** |" in proc.stdout
