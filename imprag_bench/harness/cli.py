@@ -264,6 +264,13 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"imprag-bench: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the environment (a full disk, no permission), not the input: exit 1
+        from imprag_bench.harness.io import WRITE_ERRNOS
+        if e.errno not in WRITE_ERRNOS:
+            raise
+        print(f"imprag-bench: error: cannot write {e.filename or 'a file'}: {e.strerror} (it needs "
+              f"{WRITE_ERRNOS[e.errno]}); completed files are kept, and the same command resumes", file=sys.stderr)
+        return 1
     return 0
 
 

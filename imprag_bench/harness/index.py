@@ -192,11 +192,6 @@ def build_index(out_dir: str | Path, ids: list[str], encode: Callable[[int, int]
     after a barrier rank 0 trains the index (on a seeded sample of at most `n_train` vectors; the paper
     trained its PQ codec on 500k) and adds the shards in order, then writes the manifest; the other ranks
     wait and load it. The shards, and so the index, equal a one-process build's."""
-    import faiss
-
-    from imprag_bench.harness.assets import log
-
-    rank, size = dist.rank_world()
     out = Path(out_dir)
     vectors = _vectors_key(binding, len(ids), shard_size)
     if factory == "auto":  # needs the vectors' size: from the manifest, or after encoding
@@ -212,6 +207,19 @@ def build_index(out_dir: str | Path, ids: list[str], encode: Callable[[int, int]
             why = str(e)  # another binding, no index of this factory yet, or a damaged file: build below
     if not dist.any_rank(ready is None):  # collective: nobody changes the folder before every rank looked
         return ready
+    from imprag_bench.harness.locks import folder_lock
+
+    with folder_lock(out, "index folder"):  # one builder per index folder
+        return _build(out, ids, encode, binding, factory, shard_size, desc, seed, chunk, n_train, vectors, why)
+
+
+def _build(out: Path, ids, encode, binding: dict, factory, shard_size: int, desc: str, seed: int, chunk: int,
+           n_train: int, vectors: dict, why) -> VectorIndex:
+    import faiss
+
+    from imprag_bench.harness.assets import log
+
+    rank, size = dist.rank_world()
     progress = out / "progress.json"
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ mid-write) never sees half a file. JSONL readers report the file and 1-based lin
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -14,20 +15,57 @@ from typing import IO, Callable, Iterator
 from imprag_bench.harness.errors import UserError
 
 
+# errno of a write that failed for the environment, not the input -> what the path needed (harness.cli: exit 1)
+WRITE_ERRNOS = {errno.ENOSPC: "free space on its disk", errno.EDQUOT: "room in the disk quota",
+                errno.EACCES: "write permission", errno.EPERM: "write permission",
+                errno.EROFS: "a writable file system", errno.EFBIG: "a larger file size limit"}
+FAULT_ENV = "IMPRAG_BENCH_FAIL_WRITES"  # fault injection for tests: writes to paths containing it fail (ENOSPC)
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """The fault hook every write of the harness passes: with $IMPRAG_BENCH_FAIL_WRITES set, a path containing its
+    text fails as a full disk would (tests/test_faults.py, where no small tmpfs can be mounted)."""
+    fault = os.environ.get(FAULT_ENV)
+    if fault and fault in str(path):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+
+def _named(e: OSError, path) -> OSError:
+    """The error with the file it was writing (a failed write() on an open file carries no name)."""
+    return e if e.filename else OSError(e.errno, e.strerror, str(path))
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], binary: bool = False) -> Path:
     """Call `write(f)` on a temporary file beside `path`, then rename it onto `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        check_writable(path)
         with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})) as f:
             write(f)
         os.replace(tmp, path)
+    except OSError as e:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise _named(e, path) from None
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
     return path
+
+
+def append_durably(f: IO, path: str | os.PathLike, text: str) -> None:
+    """Append `text` to the open file `f` of `path` and sync it to disk (a killed or failed write leaves at most
+    a partial last line, which the resume cuts)."""
+    try:
+        check_writable(path)
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    except OSError as e:
+        raise _named(e, path) from None
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

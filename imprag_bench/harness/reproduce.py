@@ -226,12 +226,19 @@ def reproduce(preset_name: str, out: str | Path, command: str, systems: list[str
     """Run (or continue) the headline experiment into `out`; returns the folder. Under torchrun every rank
     runs every stage that has collectives (training, evaluation, costs); rank 0 alone writes the manifest,
     the statistics, the figure and the report."""
+    from imprag_bench.harness.locks import folder_lock
+
+    preset = with_eval_set(ReproducePreset.load(preset_name).select(systems), list(eval_set or []))
+    run_config(preset, Path(out), [], list(run_set or []))  # bad settings are refused before the folder is locked
+    with folder_lock(out, "results folder"):  # one writer (harness.locks; the runner re-enters it)
+        return _reproduce(preset, Path(out), command, train_set, run_set, costs)
+
+
+def _reproduce(preset: ReproducePreset, out: Path, command: str, train_set, run_set, costs: bool) -> Path:
     from imprag_bench.harness import dist, report_html, runner
     from imprag_bench.harness.manifest import Manifest
 
-    preset = with_eval_set(ReproducePreset.load(preset_name).select(systems), list(eval_set or []))
     rank = dist.rank_world()[0]
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(out, {"preset": preset.name, "budget": preset.budget, "reference": preset.reference,
                               "eval_additions": preset.additions}, command)

@@ -18,7 +18,6 @@ and writes the leaderboard.
 from __future__ import annotations
 
 import json
-import os
 import random
 from pathlib import Path
 
@@ -29,7 +28,8 @@ from imprag_bench.harness.assets import cache_root, log
 from imprag_bench.harness.config import PREDICTION_KEYS, SystemSpec
 from imprag_bench.harness.hardware import weight_dtype
 from imprag_bench.harness.errors import UserError
-from imprag_bench.harness.io import atomic_write, atomic_write_text
+from imprag_bench.harness.locks import folder_lock
+from imprag_bench.harness.io import append_durably, atomic_write, atomic_write_text
 from imprag_bench.harness.options import validate, validate_run
 from imprag_bench.harness.prompting import load_demos
 from imprag_bench.harness.records import Example
@@ -132,6 +132,11 @@ def run(cfg: dict) -> Path:
         from imprag_bench.tasks.corpora import load_corpus
         corpus = load_corpus(cfg["corpus"], cfg.get("corpus_limit"))
     check_config(out, cfg)  # all input is validated (on every rank) before anything is written
+    with folder_lock(out, "run folder"):  # one writer per run folder (harness.locks)
+        return _run(cfg, out, systems, specs, data, options_of, corpus)
+
+
+def _run(cfg: dict, out: Path, systems, specs, data, options_of, corpus) -> Path:
     rank, size = dist.rank_world()
     out.mkdir(parents=True, exist_ok=True)
     if rank == 0:
@@ -230,9 +235,7 @@ def _run_task(system, label, spec, batches, path, corpus, k):
                     "system": label, "task": spec.name, "group": spec.group, "id": ex.id, "prompt": ex.prompt,
                     "query": p.query, "retrieved": top, "prediction": p.text, "golds": ex.golds, **scores,
                 }, ensure_ascii=False) + "\n")
-            f.write("".join(lines))
-            f.flush()
-            os.fsync(f.fileno())
+            append_durably(f, path, "".join(lines))
             bar.update(len(batch))
     bar.close()
 

@@ -35,10 +35,13 @@ class Trainer:
         """`run(cfg)` after the model's weights are known to be there: a gated or missing hub model fails with
         the how-to-provide message before any corpus, task data or pseudo-label is read."""
         from imprag_bench.harness.lm import check_weights
+        from imprag_bench.harness.locks import folder_lock
+        from imprag_bench.harness.training.config import default_out
 
         if cfg.get("model"):
             check_weights(str(cfg["model"]))
-        return self.run(cfg)
+        with folder_lock(default_out(self.name, cfg), "training folder"):  # one writer per training folder
+            return self.run(cfg)
 
     @property
     def presets(self) -> dict:

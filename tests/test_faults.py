@@ -1,0 +1,102 @@
+"""Faults beyond bad input: a second writer on a run folder, a stale lock, a full disk. Each ends with one
+message and the right exit code, and no completed file is lost or doubled; after the fault the same command
+ends with the files of an uninterrupted run."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+RUN = [sys.executable, "-m", "imprag_bench.harness.cli", "run", "--tasks", "nq", "--systems", "bm25",
+       "--dtype", "float32"]
+HOLD = ("import sys, time\nfrom imprag_bench.harness.locks import folder_lock\n"
+        "with folder_lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(600)\n")
+
+
+def cli(*args, env=None, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([*RUN, *map(str, args)], cwd=ROOT, env={**ENV, **(env or {})}, capture_output=True,
+                          text=True, timeout=900, **kw)
+
+
+def errors(stderr: str) -> list[str]:
+    return [ln for ln in stderr.splitlines() if "error:" in ln]
+
+
+def outputs(out: Path) -> dict[str, bytes]:
+    files = sorted(out.glob("preds/*/*.jsonl")) + [out / "leaderboard.csv"]
+    return {str(p.relative_to(out)): p.read_bytes() for p in files}
+
+
+def test_a_second_writer_stops_at_once_and_a_killed_holder_leaves_no_stale_lock(tmp_path):
+    out = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
+                              text=True)
+    assert holder.stdout.readline().strip() == "held"
+    second = cli("--examples", "2", "--out", out)
+    assert second.returncode == 2, second.stderr[-2000:]
+    assert errors(second.stderr) == [f"imprag-bench: error: {out}: another command is writing this run folder "
+                                     f"(pid {holder.pid}); wait for it to end, or use another folder"]
+    assert "Traceback" not in second.stderr and sorted(p.name for p in out.iterdir()) == [".imprag-bench.lock"]
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    again = cli("--examples", "2", "--out", out)  # the OS released the killed holder's lock
+    assert again.returncode == 0, again.stderr[-2000:]
+
+
+@pytest.mark.integration
+def test_two_concurrent_runs_on_one_folder_give_one_result_without_duplicates(tmp_path):
+    out = tmp_path / "o7"
+    first = subprocess.Popen([*RUN, "--examples", "30", "--out", str(out)], cwd=ROOT, env=ENV,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lock = out / ".imprag-bench.lock"
+    t0 = time.time()
+    while not (lock.exists() and lock.read_text().strip()) and time.time() - t0 < 300:
+        time.sleep(0.1)
+    second = cli("--examples", "30", "--out", out)
+    assert first.wait(timeout=900) == 0, first.stderr.read()[-2000:]
+    assert second.returncode == 2 and len(errors(second.stderr)) == 1, second.stderr[-2000:]
+    assert f"(pid {first.pid})" in second.stderr
+    ids = [json.loads(ln)["id"] for ln in (out / "preds/bm25/nq.jsonl").read_text().splitlines()]
+    assert len(ids) == len(set(ids)) == 30
+
+
+def _small_disk(folder: Path, kb: int) -> bool:
+    folder.mkdir(parents=True)
+    if sys.platform != "linux" or os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kb}k", "tmpfs", str(folder)],
+                          capture_output=True).returncode == 0
+
+
+@pytest.mark.integration
+def test_a_full_disk_ends_in_one_message_and_the_rerun_with_space_ends_as_an_uninterrupted_run(tmp_path):
+    ref = tmp_path / "ref"
+    assert cli("--examples", "4", "--out", ref).returncode == 0
+    disk = tmp_path / "disk"
+    mounted = _small_disk(disk, 48)  # a tmpfs too small for the plots and report; else the write hook
+    out = disk / "run"
+    try:
+        fault = {} if mounted else {"IMPRAG_BENCH_FAIL_WRITES": "leaderboard.csv"}
+        full = cli("--examples", "4", "--out", out, env=fault)
+        assert full.returncode == 1, full.stderr[-3000:]
+        assert "Traceback" not in full.stderr and len(errors(full.stderr)) == 1, full.stderr[-3000:]
+        assert "No space left on device (it needs free space on its disk)" in full.stderr
+        kept = {p: b for p, b in outputs(ref).items() if (out / p).exists()}
+        assert all((out / p).read_bytes() == b for p, b in kept.items() if p.endswith(".csv"))
+        if mounted:  # free space: the same command resumes
+            subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
+        again = cli("--examples", "4", "--out", out)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert outputs(out) == outputs(ref)
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(disk)], capture_output=True)
