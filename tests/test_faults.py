@@ -100,3 +100,28 @@ def test_a_full_disk_ends_in_one_message_and_the_rerun_with_space_ends_as_an_uni
     finally:
         if mounted:
             subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_a_cache_file_that_does_not_match_its_digest_is_not_trusted(tmp_path):
+    from imprag_bench.harness.io import read_verified, write_verified
+
+    path = tmp_path / "candidates.jsonl"
+    write_verified(path, '{"id": "a"}\n{"id": "b"}\n')
+    assert read_verified(path) == '{"id": "a"}\n{"id": "b"}\n'
+    path.write_text('{"id": "a"}\n{"id"')  # cut mid-line
+    assert read_verified(path) is None
+
+
+def test_a_truncated_checkpoint_file_is_refused_by_name(tmp_path):
+    from imprag_bench.harness.errors import UserError
+    from imprag_bench.harness.training.loop import TrainConfig, train
+    from tests import engine_driver as d
+
+    cfg = TrainConfig(out=str(tmp_path), steps=4, batch_size=4, lr=1e-3, ckpt_every=2, stop_after=2)
+    train(d.objective("imprag"), d.items(), cfg)
+    state = json.loads((tmp_path / "checkpoint/trainer_state.json").read_text())
+    assert "dcp/.metadata" in state["files"] and "extra.pt" in state["files"]
+    shard = next(p for p in (tmp_path / "checkpoint/dcp").iterdir() if p.suffix == ".distcp")
+    shard.write_bytes(shard.read_bytes()[:100])
+    with pytest.raises(UserError, match=rf"{shard.name}: damaged checkpoint file \(100 bytes"):
+        train(d.objective("imprag"), d.items(), cfg)

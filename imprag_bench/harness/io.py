@@ -6,6 +6,7 @@ mid-write) never sees half a file. JSONL readers report the file and 1-based lin
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import tempfile
@@ -54,6 +55,28 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], binary: b
             os.unlink(tmp)
         raise
     return path
+
+
+def write_verified(path: str | os.PathLike, text: str) -> None:
+    """Write a cache file and, after it, `<file>.sha256` with its digest: `read_verified` trusts only a file
+    that matches it (a truncated or altered cache is then rebuilt, not parsed into garbage)."""
+    data = text.encode()
+    atomic_write_bytes(path, data)
+    atomic_write_text(f"{path}.sha256", hashlib.sha256(data).hexdigest() + "\n")
+
+
+def read_verified(path: str | os.PathLike) -> str | None:
+    """The text of a cache file written by `write_verified`, or None when it is missing or does not match its
+    digest (a file of an earlier version, without a digest, is read as it is)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    digest = Path(f"{path}.sha256")
+    if digest.exists() and digest.read_text().strip() != hashlib.sha256(data).hexdigest():
+        return None
+    return data.decode("utf-8", errors="replace")
 
 
 def append_durably(f: IO, path: str | os.PathLike, text: str) -> None:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 
 from imprag_bench.harness.errors import UserError
-from imprag_bench.harness.io import atomic_write_text
+from imprag_bench.harness.assets import log
+from imprag_bench.harness.io import read_verified, write_verified
 from imprag_bench.harness.training.candidates import Candidates, pseudo_label, pseudo_label_answers
 from imprag_bench.harness.training.loop import world
 from imprag_bench.harness.training.mix import SEEN_TASKS, TrainItem, build_mix
@@ -55,13 +56,22 @@ def cached_candidates(examples: list, corpus, cfg, path: Path, cache_dir: Path |
     from imprag_bench.harness import dist as dist_env
 
     rank, size = world()
-    if dist_env.any_rank(not path.exists()):  # one decision for all ranks, before any collective
+    text = read_verified(path)
+    if text is not None:
+        try:
+            rows = {r["id"]: r for r in map(json.loads, text.splitlines())}
+        except (ValueError, KeyError, TypeError):
+            text = None
+    if text is None and path.exists():
+        log(f"{path}: damaged candidates file (not its recorded digest, or unreadable); labelling again")
+    fresh = text is None
+    if dist_env.any_rank(fresh):  # one decision for all ranks, before any collective
         from imprag_bench.harness.assets import cache_root
         from imprag_bench.harness.dense import DenseRetriever
 
         retriever = DenseRetriever(corpus, cache_dir or cache_root(), encoder=cfg["retriever"],
                                    device=dist_env.rank_device(cfg.get("device") or "cpu"))
-    if rank == 0 and not path.exists():
+    if rank == 0 and fresh:
         queries = [ex.queries.get("prompt", ex.prompt) for ex in examples]
         if cfg["answer_positives"]:
             cands = pseudo_label_answers(queries, [ex.golds for ex in examples], retriever.search,
@@ -69,11 +79,11 @@ def cached_candidates(examples: list, corpus, cfg, path: Path, cache_dir: Path |
                                          seed=cfg["seed"], n_pos=cfg["n_pos"], n_hard=cfg["n_hard"])
         else:
             cands = pseudo_label(queries, retriever.search, seed=cfg["seed"], n_pos=cfg["n_pos"], n_hard=cfg["n_hard"])
-        atomic_write_text(path, "".join(json.dumps({"id": ex.id, "positives": c.positives,
-                                                    "hard_negatives": c.hard_negatives}) + "\n"
-                                        for ex, c in zip(examples, cands)))
+        write_verified(path, "".join(json.dumps({"id": ex.id, "positives": c.positives,
+                                                 "hard_negatives": c.hard_negatives}) + "\n"
+                                     for ex, c in zip(examples, cands)))
     dist_env.barrier()  # the gloo coordination group, with the long timeout: labelling can take a while
-    rows = {r["id"]: r for r in map(json.loads, path.read_text().splitlines())}
+    rows = {r["id"]: r for r in map(json.loads, read_verified(path).splitlines())}
     if any(ex.id not in rows for ex in examples):
         raise UserError(f"{path}: cached candidates do not cover these examples; use another --out")
     return [Candidates(tuple(rows[ex.id]["positives"]), tuple(rows[ex.id]["hard_negatives"])) for ex in examples]

@@ -206,7 +206,8 @@ def _save_checkpoint(objective, root, strategy: str, opt, sched, state: dict, ou
     engine.save_sharded(root, opt, tmp / "dcp")
     if rank == 0:
         torch.save({"scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state()}, tmp / "extra.pt")
-        atomic_write_text(tmp / "trainer_state.json", json.dumps(state, indent=1))
+        files = {str(f.relative_to(tmp)): f.stat().st_size for f in sorted(tmp.rglob("*")) if f.is_file()}
+        atomic_write_text(tmp / "trainer_state.json", json.dumps({**state, "files": files}, indent=1))
         if final.exists():
             os.replace(final, old)
         os.replace(tmp, final)
@@ -226,6 +227,12 @@ def _resume(ck: Path, root, opt, sched, state: dict, cfg: TrainConfig, n_items: 
     if not (ck / "dcp").is_dir() or "fingerprint" not in saved:
         raise UserError(f"{ck}: a checkpoint without the sharded state (dcp/) this version resumes from; "
                         "use another --out")
+    for rel, size in saved.get("files", {}).items():  # every file as long as when the checkpoint was completed
+        f = ck / rel
+        have = f.stat().st_size if f.exists() else None
+        if have != size:
+            raise UserError(f"{f}: damaged checkpoint file ({'missing' if have is None else f'{have} bytes'}, "
+                            f"{size} recorded); restore it, or use another --out to train from the start")
     if saved["fingerprint"] != state["fingerprint"]:
         raise UserError(f"{ck}: checkpoint of another model (parameter names/shapes differ); use another --out")
     if saved["config"]["steps"] != cfg.steps or saved["n_items"] != n_items \
@@ -235,6 +242,7 @@ def _resume(ck: Path, root, opt, sched, state: dict, cfg: TrainConfig, n_items: 
     extra = torch.load(ck / "extra.pt", weights_only=True)
     sched.load_state_dict(extra["scheduler"])
     torch.set_rng_state(extra["torch_rng"])
+    saved.pop("files", None)
     return {**saved, "config": state["config"], "world": state["world"]}
 
 
