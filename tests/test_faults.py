@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,3 +126,25 @@ def test_a_truncated_checkpoint_file_is_refused_by_name(tmp_path):
     shard.write_bytes(shard.read_bytes()[:100])
     with pytest.raises(UserError, match=rf"{shard.name}: damaged checkpoint file \(100 bytes"):
         train(d.objective("imprag"), d.items(), cfg)
+
+
+BUILD = ("import sys, numpy as np\nfrom imprag_bench.harness.index import build_index\n"
+         "v = np.random.default_rng(0).normal(size=(4000, 64)).astype(np.float32)\n"
+         "build_index(sys.argv[1], [str(i) for i in range(len(v))], lambda s, e: v[s:e], {'k': 1}, shard_size=1000)\n")
+
+
+@pytest.mark.integration
+def test_an_index_build_on_a_full_disk_is_an_error_naming_the_file_not_a_crash(tmp_path):
+    disk = tmp_path / "disk"
+    if not _small_disk(disk, 300):  # the memmapped shards bypass the write hook: needs a real small file system
+        pytest.skip("no small tmpfs can be mounted here")
+    try:
+        out = subprocess.run([sys.executable, "-c", BUILD, str(disk / "ix")], cwd=ROOT, env=ENV, capture_output=True,
+                             text=True, timeout=300)
+        assert out.returncode == 1 and "OSError: [Errno 28] No space left on device" in out.stderr, out.stderr[-2000:]
+        named = [ln for ln in out.stderr.splitlines() if ln.startswith("OSError: [Errno 28]")]
+        assert named and str(disk / "ix") in named[-1]  # the file it was writing (no SIGBUS)
+        done = sorted(p.name for p in (disk / "ix").glob("shard_*.npy"))
+        assert done and all(np.load(disk / "ix" / n).shape == (1000, 64) for n in done)  # completed shards intact
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)

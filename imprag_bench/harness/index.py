@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from imprag_bench.harness import dist
 from imprag_bench.harness.errors import UserError
-from imprag_bench.harness.io import atomic_write_bytes
+from imprag_bench.harness.io import WRITE_ERRNOS, atomic_write, atomic_write_bytes
 
 MANIFEST = "manifest.json"
 AUTO_FLAT_MAX = 1_000_000  # `factory="auto"`: exact (Flat) search up to this many passages, compressed above
@@ -78,6 +78,7 @@ def _encode_shard(path: Path, start: int, end: int, encode, chunk: int, bar) -> 
             raise RuntimeError(f"encoder returned {vecs.shape[0]} vectors for {e - s} passages")
         if mm is None:
             mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(end - start, vecs.shape[1]))
+            _reserve(tmp)
         elif vecs.shape[1] != mm.shape[1]:
             raise RuntimeError(f"encoder returned {vecs.shape[1]}-d vectors after {mm.shape[1]}-d ones")
         mm[s - start:e - start] = vecs
@@ -85,6 +86,17 @@ def _encode_shard(path: Path, start: int, end: int, encode, chunk: int, bar) -> 
     mm.flush()
     del mm
     os.replace(tmp, path)
+
+
+def _reserve(path: Path) -> None:
+    """Allocate a memmapped file's blocks now: on a full disk writing into a sparse memmap kills the process
+    (SIGBUS); this turns it into an OSError naming the file."""
+    with open(path, "r+b") as f:
+        try:
+            os.posix_fallocate(f.fileno(), 0, os.path.getsize(path))
+        except OSError as e:
+            if e.errno in WRITE_ERRNOS:  # else the file system cannot preallocate: write as before
+                raise OSError(e.errno, e.strerror, str(path)) from None
 
 
 def _train_sample(paths: list[Path], n: int, n_train: int, seed: int) -> np.ndarray:
@@ -250,10 +262,8 @@ def _build(out: Path, ids, encode, binding: dict, factory, shard_size: int, desc
         factory = auto_factory(len(ids), int(np.load(_shard_path(out, 0), mmap_mode="r").shape[1]))
     if rank == 0:
         index = _make_faiss([_shard_path(out, s) for s in range(n_shards)], len(ids), factory, seed, n_train, desc)
-        name = index_file(factory)
-        tmp = out / f".{name}.tmp"
-        faiss.write_index(index, str(tmp))
-        os.replace(tmp, out / name)
+        name = index_file(factory)  # through a Python file: a full disk is an OSError naming it, never a crash
+        atomic_write(out / name, lambda f: faiss.write_index(index, faiss.PyCallbackIOWriter(f.write)), binary=True)
         atomic_write_bytes(out / "ids.txt", "\n".join(ids).encode())
         old = _read_manifest(out) if (out / MANIFEST).exists() else {}
         indexes = {**(old.get("indexes", {}) if old.get("binding") == binding else {}),
