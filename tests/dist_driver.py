@@ -25,11 +25,16 @@ def build(out: Path) -> None:
     from imprag_bench.harness import dist
     from imprag_bench.harness.index import build_index
 
+    import os
+    import time
+
     rank, _ = dist.rank_world()
     v, ids = vectors(), [f"p{i}" for i in range(N)]
     calls, res = [], {}
+    delay = float(os.environ.get("INDEX_DELAY", "0"))  # seconds per encode call: lets a test kill a build midway
     for name, factory in FACTORIES.items():
-        ix = build_index(out / name, ids, lambda s, e: (calls.append([name, s, e]), v[s:e])[1], {"kind": "test"},
+        ix = build_index(out / name, ids, lambda s, e: (calls.append([name, s, e]), time.sleep(delay), v[s:e])[2],
+                         {"kind": "test"},
                          factory=factory, shard_size=SHARD, chunk=CHUNK)
         scores, got = ix.search(vectors(20, seed=1), 5)
         res[name] = {"ids": got, "scores": scores.round(4).tolist()}

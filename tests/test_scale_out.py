@@ -99,3 +99,22 @@ def test_killed_sharded_run_resumes_to_identical_files(tmp_path, one_process_run
     assert _files(out) == one_process_run
     assert main([*ARGS, "--out", str(other)]) == 0  # a torchrun run finished by one process
     assert _files(other) == one_process_run
+
+
+def test_killed_sharded_index_build_resumes_to_the_one_process_index(tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    build(one)
+    proc = _torchrun("index", two, env_extra={"INDEX_DELAY": "0.2"}, wait=False)
+    deadline = time.time() + 90
+    while time.time() < deadline and len(list((two / "flat").glob("shard_*.npy"))) < 3:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    assert not (two / "flat" / "manifest.json").exists(), "the build must be killed part-way"
+    _torchrun("index", two)
+    for name in FACTORIES:
+        for f in sorted((one / name).iterdir()):
+            if f.name != ".imprag-bench.lock":
+                assert f.read_bytes() == (two / name / f.name).read_bytes(), (name, f.name)
+    assert json.loads((two / "rank0.json").read_text())["search"] == json.loads((one / "rank0.json").read_text())["search"]
