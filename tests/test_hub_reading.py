@@ -162,7 +162,8 @@ def test_corpus_is_streamed_into_passages_one_by_one(monkeypatch):
     assert [p.id for p in hub.iter_wiki_passages(limit=3)] == ["1", "2", "3"]
 
 
-def test_corpus_progress_bar_knows_the_total(fixtures, monkeypatch):
+def test_corpus_progress_bar_knows_the_total(fixtures, monkeypatch, tmp_path):
+    monkeypatch.setenv("IMPRAG_BENCH_CACHE", str(tmp_path))  # an empty cache: no corpus store to reuse yet
     totals = []
     real = hub.tqdm
 
@@ -175,8 +176,10 @@ def test_corpus_progress_bar_knows_the_total(fixtures, monkeypatch):
     assert totals == [21_015_324, 2]
 
 
-def test_streamed_corpus_offline_advice_points_to_a_local_corpus(monkeypatch):
+def test_streamed_corpus_offline_advice_points_to_a_local_corpus(monkeypatch, tmp_path):
     import datasets
+
+    monkeypatch.setenv("IMPRAG_BENCH_CACHE", str(tmp_path))  # no corpus store to open instead of the hub
 
     def offline(*args, **kwargs):
         raise ConnectionError("Couldn't reach 'facebook/wiki_dpr' on the Hub (OfflineModeIsEnabled)")

@@ -18,7 +18,8 @@ def minikilt_corpus(limit: int | None = None) -> Corpus:
 
 @CORPORA.register("hub")
 def hub_corpus(limit: int | None = None) -> Corpus:
-    """The 100-word-passage Wikipedia from the hub (needs network or IMPRAG_BENCH_HUB_FIXTURES)."""
+    """The 100-word-passage Wikipedia from the hub (needs network or IMPRAG_BENCH_HUB_FIXTURES), read memory-mapped
+    from its local store (written on first use: imprag_bench/tasks/hub.py load_wiki_corpus)."""
     return Corpus("hub-wiki", importlib.import_module("imprag_bench.tasks.hub").load_wiki_corpus(limit))
 
 

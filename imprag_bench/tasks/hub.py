@@ -18,7 +18,8 @@ dataset cards; file layouts are the repos' Parquet conversions):
   question, golden_answers, metadata; splits train/dev (the original test answers are hidden). test = dev.
 - Corpus: DPR's 21,015,324 100-word Wikipedia passages (Dec 2018, `facebook/wiki_dpr`), streamed from its
   Parquet shards data/psgs_w100/multiset/train-*.parquet, columns id/title/text only (the repo's loading
-  script is unsupported by datasets>=4). FlashRAG's wiki18_100w ({id, contents} JSONL): --corpus PATH.
+  script is unsupported by datasets>=4), written once into a local memory-mapped store that every rank and
+  command then reads by row (load_wiki_corpus; imprag_bench/harness/corpus_store.py). FlashRAG's wiki18_100w ({id, contents} JSONL): --corpus PATH.
 
 Dev split: on the hub the paper evaluates on KILT dev (= our "test"), so "dev" cannot be the hub's dev split
 without selecting models on test. Here "dev" is a seeded held-out slice of the hub TRAIN split
@@ -32,10 +33,16 @@ the offline options). Tests and offline users: set IMPRAG_BENCH_HUB_FIXTURES to 
 from __future__ import annotations
 
 import ast
+import hashlib
+import json
+import os
+from pathlib import Path
 from typing import Iterator
 
 from tqdm import tqdm
 
+from imprag_bench.harness.assets import cache_root
+from imprag_bench.harness.corpus_store import StoredPassages, open_store
 from imprag_bench.harness.errors import UserError
 from imprag_bench.harness.records import Passage
 from imprag_bench.tasks import hubio
@@ -273,15 +280,39 @@ def iter_wiki_passages(limit: int | None = None) -> Iterator[Passage]:
                       text=_text(row, "text", where))
 
 
-def load_wiki_corpus(limit: int | None = None) -> list[Passage]:
-    """At most `limit` passages of the hub corpus (all 21,015,324 without one), with a progress bar.
+def wiki_store_folder(limit: int | None = None) -> tuple[Path, dict]:
+    """(folder, source) of the corpus store holding the hub corpus (or its first `limit` passages).
 
-    The Corpus holds a list of Passages (imprag_bench/harness/corpus.py); the rows themselves are streamed.
+    cache_root()/corpus/wiki_dpr[-<limit>]; with IMPRAG_BENCH_HUB_FIXTURES, wiki_dpr-fixture-<hash>[-<limit>],
+    the hash over the stand-in file's path, inode, size and mtime, so an edited or another fixture gets its own.
+    """
+    name, source = "wiki_dpr", {"dataset": WIKI_DPR, "config": "psgs_w100", "files": WIKI_DPR_FILES}
+    folder = os.environ.get(FIXTURES_ENV)
+    if folder:
+        root, rel = hubio._fixture(folder, WIKI_DPR, "psgs_w100", "train")
+        path = (root / rel).resolve()
+        st = path.stat()
+        source = {"fixture": str(path), "inode": st.st_ino, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        name += "-fixture-" + hashlib.sha256(json.dumps(source, sort_keys=True).encode()).hexdigest()[:12]
+    if limit is not None:
+        name += f"-{limit}"
+        source["limit"] = limit
+    return cache_root() / "corpus" / name, source
+
+
+def load_wiki_corpus(limit: int | None = None) -> StoredPassages:
+    """At most `limit` passages of the hub corpus (all 21,015,324 without one), memory-mapped from its store.
+
+    The first call streams the hub rows (with a progress bar) into the store (imprag_bench/harness/corpus_store.py,
+    one per `limit`); later calls, in any command or rank, open the store without reading the hub.
     """
     total = WIKI_DPR_ROWS if limit is None else min(limit, WIKI_DPR_ROWS)
-    bar = tqdm(iter_wiki_passages(limit), total=total, desc="wiki_dpr passages", unit="psg", mininterval=2.0,
-               unit_scale=True)
-    return list(bar)
+    folder, source = wiki_store_folder(limit)
+
+    def passages():
+        return tqdm(iter_wiki_passages(limit), total=total, desc="wiki_dpr passages", unit="psg", mininterval=2.0,
+                    unit_scale=True)
+    return open_store(folder, passages, "hub-wiki", source)
 
 
 # The paper's task name -> its hub loader (what imprag_bench/tasks/paper_tasks.py wires as the "hub" source).
