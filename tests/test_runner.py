@@ -106,3 +106,16 @@ def test_local_file_errors_name_file_and_line(tmp_path, capsys):
                  "--out", str(tmp_path / "o")]) == 2
     assert f"{qa}:2" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_local_file_is_evaluated_whole_unless_examples_is_given(tmp_path):
+    qa = tmp_path / "qa16.jsonl"  # more lines than the quick preset's n (12)
+    qa.write_text("".join(json.dumps({"id": f"q{i}", "question": f"What is the capital of C{i}?",
+                                      "golden_answers": [f"K{i}"]}) + "\n" for i in range(16)))
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text('{"id": "p0", "title": "C0", "text": "The capital of C0 is K0."}\n')
+    common = ["run", "--tasks", f"local:{qa}", "--systems", "echo", "--corpus", str(corpus), "--k", "1"]
+    assert main([*common, "--out", str(tmp_path / "whole")]) == 0
+    assert len((tmp_path / "whole/preds/echo/qa16.jsonl").read_text().splitlines()) == 16
+    assert main([*common, "--examples", "5", "--out", str(tmp_path / "five")]) == 0
+    assert len((tmp_path / "five/preds/echo/qa16.jsonl").read_text().splitlines()) == 5

@@ -86,6 +86,8 @@ def _resolve(args) -> dict:
             cfg[key] = value
     if args.all:
         cfg["n"] = None
+    if any(str(t).startswith("local:") for t in cfg.get("tasks") or []):
+        cfg["local_n"] = args.n  # a local file is evaluated whole unless --examples is given here
     return cfg
 
 

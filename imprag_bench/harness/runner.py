@@ -125,7 +125,8 @@ def run(cfg: dict) -> Path:
             opts["dtype"] = weight_dtype("auto", opts.get("device", "cpu"))
     data = {}
     for spec, source in resolved:
-        data[spec.name] = (select(spec.load(source, cfg["split"]), cfg.get("n"), cfg["seed"], spec.name),
+        n = cfg.get("local_n") if source == "local" else cfg.get("n")  # a preset's n: built-in tasks only
+        data[spec.name] = (select(spec.load(source, cfg["split"]), n, cfg["seed"], spec.name),
                            load_demos(spec, source, cfg))
     corpus = None
     if any(s.name != "closed-book" for s in systems):
