@@ -27,6 +27,12 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
+@pytest.fixture(scope="module")
+def large(tmp_path_factory) -> Path:
+    """The 244-passage hub fixture, made before `cache` points the cache elsewhere (mini-KILT is built once)."""
+    return make_hub_large(tmp_path_factory.mktemp("large") / "hub")
+
+
 def as_list(passages) -> Corpus:
     return Corpus("hub-wiki", list(passages))
 
@@ -61,8 +67,8 @@ def test_store_reads_as_the_list_corpus_on_the_hub_fixture(cache):
         hub.iter_wiki_passages(2)).digest()
 
 
-def test_store_across_record_batches_on_the_large_fixture(cache, tmp_path, monkeypatch):
-    monkeypatch.setenv(hub.FIXTURES_ENV, str(make_hub_large(tmp_path / "hub")))
+def test_store_across_record_batches_on_the_large_fixture(large, cache, monkeypatch):
+    monkeypatch.setenv(hub.FIXTURES_ENV, str(large))
     monkeypatch.setattr(corpus_store, "BATCH", 7)  # 244 rows in 35 record batches: slices cross them
     stored, listed = load_corpus("hub"), as_list(hub.iter_wiki_passages())
     assert len(listed) == 244
