@@ -21,7 +21,7 @@ def reads(monkeypatch):
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
     monkeypatch.setattr(HfApi, "auth_check", gated)
     seen: list = []
-    import imprag_bench.tasks.corpora as corpora
+    import imprag_bench.harness.corpus as corpora  # every floor reads corpora through it
     real = corpora.load_corpus
     monkeypatch.setattr(corpora, "load_corpus", lambda *a, **k: (seen.append(a), real(*a, **k))[1])
     return seen

@@ -104,3 +104,17 @@ def update_digest(h, p: Passage) -> None:
     for part in (p.id, p.title, p.text):
         h.update(part.encode())
         h.update(b"\x00")
+
+
+def load_corpus(spec: str, limit: int | None = None) -> Corpus:
+    """A registered corpus name (harness.registry.CORPORA: minikilt, hub, ...), or a path to a {id, title, text}
+    JSONL/Parquet file (read by the registered "corpus-file" loader)."""
+    import os
+
+    from imprag_bench.harness.registry import CORPORA, LOADERS
+
+    if os.path.exists(spec):
+        return LOADERS.get("corpus-file")(spec, limit)
+    if spec not in CORPORA and ("/" in spec or spec.endswith((".jsonl", ".parquet"))):
+        raise UserError(f"corpus file {spec} does not exist")
+    return CORPORA.get(spec)(limit)

@@ -50,7 +50,7 @@ def measure_costs(cfg: dict, entries: list[dict], path: str | Path, n: int = 4, 
     from imprag_bench.harness.prompting import load_demos
     from imprag_bench.harness.registry import SYSTEMS, TASKS
     from imprag_bench.harness.system import RunContext
-    from imprag_bench.tasks.corpora import load_corpus
+    from imprag_bench.harness.corpus import load_corpus
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)

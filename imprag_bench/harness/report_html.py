@@ -131,7 +131,7 @@ def _passages(ids: list[str], cfg: dict, corpus, with_text: bool, where: Path) -
         name = cfg.get("corpus")
         if not name:
             raise UserError(f"{where}: names no corpus, so passage texts cannot be shown; pass --no-passages")
-        from imprag_bench.tasks.corpora import load_corpus
+        from imprag_bench.harness.corpus import load_corpus
         try:
             corpus = load_corpus(name, cfg.get("corpus_limit"))
         except Exception as e:  # noqa: BLE001 - any failure to load becomes one clear message

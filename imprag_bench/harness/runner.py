@@ -49,8 +49,8 @@ def resolve_task(name: str, cfg: dict):
     """(TaskSpec, data source): a registered task on the run's source, or `local:PATH` for a
     FlashRAG-schema {id, question, golden_answers} file."""
     if name.startswith("local:"):
-        from imprag_bench.tasks.local import local_task
-        return local_task(name[len("local:"):]), "local"
+        from imprag_bench.harness.registry import LOADERS
+        return LOADERS.get("task-file")(name[len("local:"):]), "local"
     return TASKS.get(name), cfg["source"]
 
 
@@ -130,7 +130,7 @@ def run(cfg: dict) -> Path:
                            load_demos(spec, source, cfg))
     corpus = None
     if any(s.name != "closed-book" for s in systems):
-        from imprag_bench.tasks.corpora import load_corpus
+        from imprag_bench.harness.corpus import load_corpus
         corpus = load_corpus(cfg["corpus"], cfg.get("corpus_limit"))
     check_config(out, cfg)  # all input is validated (on every rank) before anything is written
     with folder_lock(out, "run folder"):  # one writer per run folder (harness.locks)

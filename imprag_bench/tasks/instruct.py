@@ -222,3 +222,12 @@ def load_instruct(name: str, limit: int | None = PAPER_LIMIT, seed: int = 0, pat
         if rec is not None:
             out.append(rec)
     return out
+
+
+def _register() -> None:
+    from imprag_bench.harness.registry import LOADERS
+
+    LOADERS.add("instruct-set", load_instruct)  # the training mix's hub sets (harness.training.data)
+
+
+_register()

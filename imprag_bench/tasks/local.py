@@ -159,3 +159,12 @@ def load_corpus_file(path: str | Path) -> list[Passage]:
     if not passages:
         raise UserError(f"{path}: empty corpus (expected rows with id, title, text)")
     return passages
+
+
+def _register() -> None:
+    from imprag_bench.harness.registry import LOADERS
+
+    LOADERS.add("task-file", local_task)  # `--tasks local:PATH` (harness.runner.resolve_task)
+
+
+_register()

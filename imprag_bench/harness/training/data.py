@@ -106,8 +106,9 @@ def with_demonstrations(items: list, examples: list, source: str, fewshot: int) 
 
 def instruct_items(names: list[str], limit: int, seed: int) -> list[TrainItem]:
     """The hub instruction-tuning sets (tasks.instruct: oasst1, CoQA, ...; `limit` each) as J_gen-only items."""
-    from imprag_bench.tasks.instruct import load_instruct
+    from imprag_bench.harness.registry import LOADERS
 
+    load_instruct = LOADERS.get("instruct-set")
     return [TrainItem(f"it:{r['id']}", "instruct", r["prompt"], r["target"], meta={"source": r["source"]})
             for name in names for r in load_instruct(name, limit=limit, seed=seed)]
 
