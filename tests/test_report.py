@@ -166,3 +166,14 @@ def test_plots_written(tmp_path, board):
     back = pd.read_csv(write_csv(board, tmp_path / "lb.csv"))   # the `plot` command reads the CSV back
     assert plot_groups(back, tmp_path / "csv" / "g.png").stat().st_size > 10_000
     assert plot_tasks(back, tmp_path / "csv" / "t.png").stat().st_size > 10_000
+
+
+def test_distinct_top1_counts_the_passages_retrieved_first():
+    from imprag_bench.harness.report import leaderboard
+
+    recs = [{"system": s, "task": "nq", "group": "seen", "id": str(i), "em": 0.0, "f1": 0.0, "recall": 0.0,
+             "retrieved": ([f"p{i % 3}", "x"] if s == "a" else ["hub", f"p{i}"]) if s != "cb" else []}
+            for s in ("a", "b", "cb") for i in range(6)]
+    board = leaderboard(recs, n_boot=10).set_index(["system", "task"])
+    assert board.loc[("a", "nq"), "distinct_top1"] == 3 and board.loc[("b", "nq"), "distinct_top1"] == 1
+    assert pd.isna(board.loc[("cb", "nq"), "distinct_top1"])  # closed-book retrieves nothing

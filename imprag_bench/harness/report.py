@@ -27,7 +27,7 @@ GROUP_ORDER = ("seen", "unseen-qa", "unseen-format")
 TASK_ORDER = ("nq", "hotpotqa", "simpleqa", "2wiki", "trex", "zsre", "fever", "aida")
 ALL = "all"
 COLUMNS = ["system", "task", "group", "n", "n_tasks", "em", "em_lo", "em_hi", "f1", "recall",
-           "recall_lo", "recall_hi", "recall_n", "macro_em"]
+           "recall_lo", "recall_hi", "recall_n", "macro_em", "distinct_top1"]
 
 
 def _num(value, key: str, where: str, allow_none: bool) -> float | None:
@@ -111,6 +111,7 @@ def _row(system: str, task: str, group: str, by_task: dict[str, pd.DataFrame], n
     em = [d["em"].to_numpy(float) for d in by_task.values()]
     rc = [d["recall"].dropna().to_numpy(float) for d in by_task.values()]
     n, rn = sum(len(x) for x in em), sum(len(x) for x in rc)
+    top1 = pd.concat([d["top1"] for d in by_task.values()]).dropna()  # a collapsed retriever shows here
     em_lo, em_hi = _boot_ci(em, n_boot, _rng(seed, system, task, "em"))
     r_lo, r_hi = _boot_ci(rc, n_boot, _rng(seed, system, task, "recall"))
     pct = lambda v: 100.0 * v  # noqa: E731
@@ -121,6 +122,7 @@ def _row(system: str, task: str, group: str, by_task: dict[str, pd.DataFrame], n
         "recall": pct(np.concatenate(rc).mean()) if rn else math.nan,
         "recall_lo": pct(r_lo), "recall_hi": pct(r_hi), "recall_n": rn,
         "macro_em": pct(np.mean([x.mean() for x in em])) if task.startswith("ALL:") else math.nan,
+        "distinct_top1": int(top1.nunique()) if len(top1) else math.nan,
     }
 
 
@@ -138,14 +140,17 @@ def records_frame(records: Sequence[dict], what: str) -> pd.DataFrame:
         if missing:
             raise UserError(f"record {i} ({r.get('system')!r}, {r.get('task')!r}, {r.get('id')!r}) "
                             f"is missing key(s) {', '.join(missing)}")
-    return pd.DataFrame([{k: r[k] for k in REQUIRED} for r in records])
+    return pd.DataFrame([{**{k: r[k] for k in REQUIRED}, "top1": (r.get("retrieved") or [None])[0]}
+                         for r in records])
 
 
 def leaderboard(records: Sequence[dict], n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Long-format leaderboard: one row per (system, task), then per (system, group) and "ALL:all".
 
     Columns: system, task, group, n, n_tasks, em, em_lo, em_hi, f1, recall, recall_lo, recall_hi,
-    recall_n, macro_em. Scores are percentages. Group rows pool per-example scores (never averages of
+    recall_n, macro_em, distinct_top1 (how many different passages the row's examples retrieve first: a
+    retriever that returns one passage for every question shows as 1; NaN without retrieval). Scores are
+    percentages. Group rows pool per-example scores (never averages of
     averages); `macro_em` (group rows only) is the mean of the per-task EMs, the paper's "avg".
     Recall ignores None entries; it and its interval are NaN when no example has recall; recall_n counts
     the examples that have it. Intervals: 95% percentile bootstrap over examples with `n_boot`
@@ -168,7 +173,9 @@ def leaderboard(records: Sequence[dict], n_boot: int = 1000, seed: int = 0) -> p
             if members:
                 rows.append(_row(system, f"ALL:{g}", g, members, n_boot, seed))
         rows.append(_row(system, f"ALL:{ALL}", ALL, {t: parts[t] for t in present}, n_boot, seed))
-    return pd.DataFrame(rows, columns=COLUMNS)
+    board = pd.DataFrame(rows, columns=COLUMNS)
+    board["distinct_top1"] = board["distinct_top1"].astype("Int64")  # a count (empty where nothing is retrieved)
+    return board
 
 
 def write_csv(df: pd.DataFrame, path: str | os.PathLike, decimals: int = 2) -> Path:
