@@ -5,7 +5,6 @@ paired table has ImpRAG against each baseline, and a run killed part-way resumes
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,6 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from tests.proc_tree import kill_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUTS = ["leaderboard.csv", "paired.csv", "headline.png", "costs.csv", "manifest.json", "report.html"]
@@ -72,7 +73,7 @@ def test_reproduce_paper_under_torchrun_writes_everything_and_resumes_to_the_sam
     t0 = time.time()
     while not list(cut.glob("preds/*/*.jsonl")) and proc.poll() is None and time.time() - t0 < 900:
         time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
+    kill_tree(proc.pid)  # torchrun and its workers
     proc.wait()
     assert not (cut / "report.html").exists()
     again = subprocess.run(command(d, model, cut), cwd=ROOT, env=env(hub), capture_output=True, text=True,

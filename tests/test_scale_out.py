@@ -4,7 +4,6 @@ byte for byte, and a run killed part-way resumes to the same files (under torchr
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import pytest
 import tests.toy  # noqa: F401  (registers the toy task and the echo system)
 from imprag_bench.harness.cli import main
 from tests.dist_driver import CHUNK, FACTORIES, N, SHARD, build
+from tests.proc_tree import kill_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 DRIVER = ROOT / "tests" / "dist_driver.py"
@@ -88,7 +88,7 @@ def test_killed_sharded_run_resumes_to_identical_files(tmp_path, one_process_run
     deadline = time.time() + 90
     while time.time() < deadline and (not part.exists() or len(part.read_text().splitlines()) < 4):
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
+    kill_tree(proc.pid)  # torchrun and its workers
     proc.wait(10)
     assert not (out / "leaderboard.csv").exists(), "the run must be killed part-way"
     with open(part, "a") as f:  # what a kill in the middle of a write leaves behind
@@ -109,7 +109,7 @@ def test_killed_sharded_index_build_resumes_to_the_one_process_index(tmp_path):
     deadline = time.time() + 90
     while time.time() < deadline and len(list((two / "flat").glob("shard_*.npy"))) < 3:
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
+    kill_tree(proc.pid)  # torchrun and its workers
     proc.wait(10)
     assert not (two / "flat" / "manifest.json").exists(), "the build must be killed part-way"
     _torchrun("index", two)

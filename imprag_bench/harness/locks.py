@@ -18,7 +18,8 @@ from imprag_bench.harness import dist
 from imprag_bench.harness.errors import UserError
 
 LOCK = ".imprag-bench.lock"
-_HELD: dict[str, int] = {}  # resolved folder -> the open lock file's descriptor (this process)
+_HELD: dict[str, int | None] = {}  # resolved folder -> the lock file's descriptor (None on ranks > 0: every rank
+# records what its job holds, so a nested lock of the same folder is skipped on all ranks alike)
 
 
 def _take(folder: Path) -> tuple[int | None, str]:
@@ -48,11 +49,10 @@ def folder_lock(folder: str | os.PathLike, what: str = "folder"):
     if dist.any_rank(dist.rank_world()[0] == 0 and fd is None):
         raise UserError(f"{folder}: another command is writing this {what} (pid {holder or 'on rank 0'}); "
                         "wait for it to end, or use another folder")
-    if fd is not None:
-        _HELD[key] = fd
+    _HELD[key] = fd
     try:
         yield
     finally:
+        del _HELD[key]
         if fd is not None:
-            del _HELD[key]
             os.close(fd)  # closing the descriptor releases the flock

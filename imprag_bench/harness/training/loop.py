@@ -95,7 +95,8 @@ def gather_candidates(ids: list[str], emb: torch.Tensor) -> tuple[list[str], tor
     from torch.distributed.nn.functional import all_gather
 
     meta: list = [None] * size
-    dist.all_gather_object(meta, (list(ids), int(emb.shape[1]) if emb.shape[0] else 0))
+    # the width even of an empty [0, d] part (lockstep ranks with nothing to score pass one; a [0, 0] has none)
+    dist.all_gather_object(meta, (list(ids), int(emb.shape[1]) if emb.ndim == 2 else 0))
     n_max = max(1, max(len(x) for x, _ in meta))
     d = max(1, max(dim for _, dim in meta))
     if emb.shape[1] != d:
