@@ -146,7 +146,9 @@ def test_paper_trainers_run_under_two_rank_torchrun(tmp_path, system, extra):
     assert list(ck.glob("*.safetensors"))
     if system == "imprag":  # warm-up NCE for ceil(0.3 x 4) = 2 steps, then self-distillation, both live
         rows = log(tmp_path / "out")
-        assert [r["distill"] for r in rows] == [0, 0, 1, 1] and all(r["ret"] > 1e-3 for r in rows), rows
+        assert [r["distill"] for r in rows] == [0, 0, 1, 1], rows  # a step may hold no retrieval item (the
+        # paper mix is mostly instruction items), so each stage is live on some step
+        assert max(r["ret"] for r in rows[:2]) > 1e-3 and max(r["ret"] for r in rows[2:]) > 1e-3, rows
     elif system == "ra-it":  # one stage: the reader's J_gen
         assert not (tmp_path / "out" / "retriever").exists() and all(r["loss"] > 1e-3 for r in log(ck.parent))
     else:  # the retriever stage: RA-DIT distils (Eq. 6); RA-DIT-Llama's NCE warm-up, then distillation, live
