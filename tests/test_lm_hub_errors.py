@@ -43,7 +43,8 @@ def _http_error(cls, status: int):
     return cls("denied", response=httpx2.Response(status, request=req))
 
 
-def test_gated_repo_without_access(monkeypatch):
+def gated_hub(monkeypatch) -> None:
+    """The hub online, every repository gated without access (auth_check answers 403)."""
     from huggingface_hub import HfApi, errors
 
     def gated(self, repo):
@@ -52,6 +53,10 @@ def test_gated_repo_without_access(monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
     monkeypatch.setattr(HfApi, "auth_check", gated)
+
+
+def test_gated_repo_without_access(monkeypatch):
+    gated_hub(monkeypatch)
     with pytest.raises(UserError, match="gated and this account has no access") as e:
         lm.load_lm("meta-llama/Llama-3.2-3B")
     assert all(h in str(e.value) for h in HOWTO)

@@ -4,6 +4,7 @@ from the GPU command (MiniLM stands in for Contriever, which is not offline). Ev
 paired table has ImpRAG against each baseline, and a run killed part-way resumes to the same files."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -63,7 +64,7 @@ def test_reproduce_paper_under_torchrun_writes_everything_and_resumes_to_the_sam
     paired = pd.read_csv(full / "paired.csv")
     assert set(paired["reference"]) == {"imprag"} and set(paired["baseline"]) == BASELINES
     assert set(pd.read_csv(full / "costs.csv")["system"]) == BASELINES | {"imprag"}
-    manifest = __import__("json").loads((full / "manifest.json").read_text())
+    manifest = json.loads((full / "manifest.json").read_text())
     assert {f"train:{s}" for s in ("ra-it", "ra-dit", "ra-dit-llama", "imprag")} | {"eval", "stats"} \
         <= set(manifest["wall_s"])
 

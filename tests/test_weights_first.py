@@ -5,21 +5,14 @@ from __future__ import annotations
 import pytest
 
 from imprag_bench.harness.cli import main
-from tests.test_lm_hub_errors import _http_error
+from tests.test_lm_hub_errors import gated_hub
 
 GATED = "meta-llama/Llama-3.2-3B"
 
 
 @pytest.fixture
 def reads(monkeypatch):
-    from huggingface_hub import HfApi, errors
-
-    def gated(self, repo):
-        raise _http_error(errors.GatedRepoError, 403)
-
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(HfApi, "auth_check", gated)
+    gated_hub(monkeypatch)
     seen: list = []
     import imprag_bench.harness.corpus as corpora  # every floor reads corpora through it
     real = corpora.load_corpus

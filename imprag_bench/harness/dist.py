@@ -87,10 +87,16 @@ def barrier() -> None:
 
 def any_rank(flag: bool) -> bool:
     """True on every rank if `flag` is true on any rank (the flag itself in one process)."""
+    return global_max(1 if flag else 0) > 0
+
+
+def global_max(value: int) -> int:
+    """The largest of the ranks' integers (one scalar all-reduce on the coordination group; `value` in one
+    process): e.g. how many times every rank runs a pass whose count would otherwise depend on its own data."""
     if rank_world()[1] == 1:
-        return bool(flag)
+        return int(value)
     import torch
     import torch.distributed as dist
-    t = torch.tensor([1 if flag else 0], dtype=torch.int64)
+    t = torch.tensor([int(value)], dtype=torch.int64)
     dist.all_reduce(t, op=dist.ReduceOp.MAX, group=_group())
-    return bool(t.item())
+    return int(t.item())

@@ -46,13 +46,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], binary: b
         with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})) as f:
             write(f)
         os.replace(tmp, path)
-    except OSError as e:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise _named(e, path) from None
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise _named(e, path) from None
         raise
     return path
 

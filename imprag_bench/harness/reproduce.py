@@ -118,13 +118,14 @@ def check_models(run_cfg: dict, train_cfgs: list) -> None:
         check_weights(model)
 
 
-def train_all(preset: ReproducePreset, out: Path, train_set: list[str], manifest) -> dict[str, Path]:
-    """Stage 1: each trained system at the budget (resumes from its checkpoint); label -> checkpoint folder."""
+def train_all(trained: list[tuple[dict, object]], manifest) -> dict[str, Path]:
+    """Stage 1: each trained system (`train_configs`) at the budget (resumes from its checkpoint); label ->
+    checkpoint folder."""
     from imprag_bench.harness.manifest import folder_sha256
     from imprag_bench.harness.registry import TRAINERS
 
     checkpoints = {}
-    for s, cfg in train_configs(preset, out, train_set):
+    for s, cfg in trained:
         trainer = TRAINERS.get(s["train"])
         log(f"reproduce: training {s['label']} ({s['train']}, budget {cfg.preset}, recipe {cfg.recipe})")
         with manifest.timed(f"train:{s['label']}"):
@@ -229,12 +230,12 @@ def reproduce(preset_name: str, out: str | Path, command: str, systems: list[str
     from imprag_bench.harness.locks import folder_lock
 
     preset = with_eval_set(ReproducePreset.load(preset_name).select(systems), list(eval_set or []))
-    run_config(preset, Path(out), [], list(run_set or []))  # bad settings are refused before the folder is locked
+    cfg = run_config(preset, Path(out), [], list(run_set or []))  # bad settings: refused before the folder is locked
     with folder_lock(out, "results folder"):  # one writer (harness.locks; the runner re-enters it)
-        return _reproduce(preset, Path(out), command, train_set, run_set, costs)
+        return _reproduce(preset, Path(out), command, train_set, cfg, costs)
 
 
-def _reproduce(preset: ReproducePreset, out: Path, command: str, train_set, run_set, costs: bool) -> Path:
+def _reproduce(preset: ReproducePreset, out: Path, command: str, train_set, cfg: dict, costs: bool) -> Path:
     from imprag_bench.harness import dist, report_html, runner
     from imprag_bench.harness.manifest import Manifest
 
@@ -243,13 +244,13 @@ def _reproduce(preset: ReproducePreset, out: Path, command: str, train_set, run_
     manifest = Manifest(out, {"preset": preset.name, "budget": preset.budget, "reference": preset.reference,
                               "eval_additions": preset.additions}, command)
     manifest.save()
-    cfg = run_config(preset, out, [], list(run_set or []))  # checked before any training
     device = str(cfg.get("device") or "cpu")
     pin = dtype_pin(manifest, device)
     if cfg.get("dtype") in (None, "auto"):
         cfg["dtype"] = pin["dtype"]
-    check_models(cfg, [c for _, c in train_configs(preset, out, pin["train_set"] + list(train_set or []))])
-    checkpoints = train_all(preset, out, pin["train_set"] + list(train_set or []), manifest)
+    trained = train_configs(preset, out, pin["train_set"] + list(train_set or []))
+    check_models(cfg, [c for _, c in trained])
+    checkpoints = train_all(trained, manifest)
     entries = cfg["systems"] = system_entries(preset, checkpoints, device, pin["bf16"])
     for label, entry in ((e["label"], e) for e in entries):
         manifest.data["systems"].setdefault(label, {})["eval_spec"] = entry

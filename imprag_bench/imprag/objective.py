@@ -25,8 +25,9 @@ Lockstep (under torchrun): the engine shards ImpRAG one FSDP2 unit per decoder l
 all-gathers its weights (and, in backward, reduce-scatters its gradients), so every rank must call every layer
 the same number of times in the same order whatever its micro-batch holds. With `lockstep` each micro-batch
 runs a fixed sequence of passes (reading KV, the reading and the closed-book J_gen forwards, candidate passages,
-queries, random negatives, and the teacher's chunks, their count the maximum over ranks); a rank with nothing
-for a pass runs it on a one-token stand-in whose output enters the loss times 0 (so the result is unchanged).
+queries, random negatives, and the teacher's chunks, their count the maximum over ranks: harness.dist.global_max);
+a rank with nothing for a pass runs it on a one-token stand-in whose output enters the loss times 0 (so the
+result is unchanged).
 
 Score scale: Eq. 3 has none (`score_scale=1`, the default). Raw dot products of SmolLM2's layer-8 q/k are
 ~|12| at init; the CPU presets use "1/sqrt(head_dim)" (the scale the model's own attention uses), which made
@@ -46,7 +47,8 @@ from imprag_bench.harness.training import losses as L
 from imprag_bench.imprag.model import ImpRAGModel, pad
 from imprag_bench.harness.training.negatives import random_passages
 from imprag_bench.harness.training.data import target_text
-from imprag_bench.harness.training.loop import gather_candidates, global_max, global_mean, warmup_steps, world
+from imprag_bench.harness.dist import global_max
+from imprag_bench.harness.training.loop import gather_candidates, global_mean, warmup_steps, world
 from imprag_bench.harness.training.losses import score_scale
 
 CONFIG_FILE = "imprag_config.json"

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from imprag_bench.harness.errors import UserError
+from imprag_bench.harness.registry import LOADERS
 from imprag_bench.tasks import hubio
 
 READING = "{context} Q: {question} A:"
@@ -224,10 +225,4 @@ def load_instruct(name: str, limit: int | None = PAPER_LIMIT, seed: int = 0, pat
     return out
 
 
-def _register() -> None:
-    from imprag_bench.harness.registry import LOADERS
-
-    LOADERS.add("instruct-set", load_instruct)  # the training mix's hub sets (harness.training.data)
-
-
-_register()
+LOADERS.add("instruct-set", load_instruct)  # the training mix's hub sets (harness.training.data)

@@ -15,6 +15,7 @@ from typing import Iterator
 from imprag_bench.harness.errors import UserError
 from imprag_bench.harness.io import iter_jsonl
 from imprag_bench.harness.records import Passage
+from imprag_bench.harness.registry import LOADERS
 from imprag_bench.tasks.spec import TaskSpec
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -161,10 +162,4 @@ def load_corpus_file(path: str | Path) -> list[Passage]:
     return passages
 
 
-def _register() -> None:
-    from imprag_bench.harness.registry import LOADERS
-
-    LOADERS.add("task-file", local_task)  # `--tasks local:PATH` (harness.runner.resolve_task)
-
-
-_register()
+LOADERS.add("task-file", local_task)  # `--tasks local:PATH` (harness.runner.resolve_task)

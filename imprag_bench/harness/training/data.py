@@ -83,7 +83,8 @@ def cached_candidates(examples: list, corpus, cfg, path: Path, cache_dir: Path |
                                                  "hard_negatives": c.hard_negatives}) + "\n"
                                      for ex, c in zip(examples, cands)))
     dist_env.barrier()  # the gloo coordination group, with the long timeout: labelling can take a while
-    rows = {r["id"]: r for r in map(json.loads, read_verified(path).splitlines())}
+    if fresh:  # written just now (by rank 0)
+        rows = {r["id"]: r for r in map(json.loads, read_verified(path).splitlines())}
     if any(ex.id not in rows for ex in examples):
         raise UserError(f"{path}: cached candidates do not cover these examples; use another --out")
     return [Candidates(tuple(rows[ex.id]["positives"]), tuple(rows[ex.id]["hard_negatives"])) for ex in examples]

@@ -122,17 +122,6 @@ def global_mean(total: torch.Tensor, count: int | float) -> torch.Tensor:
     return total * size / max(1.0, float(c.item()))
 
 
-def global_max(value: int) -> int:
-    """The largest of the ranks' `value`s (one scalar all-reduce): how many times every rank runs a pass whose
-    count would otherwise depend on its own data (the FSDP2 per-layer units need equal layer calls)."""
-    rank, size = world()
-    if size == 1:
-        return int(value)
-    v = torch.tensor([int(value)], dtype=torch.int64)
-    dist.all_reduce(v, op=dist.ReduceOp.MAX, group=_GATHER_GROUP)
-    return int(v.item())
-
-
 def batch_indices(n_items: int, step: int, batch_size: int, seed: int) -> list[int]:
     """The global batch of a step: consecutive slices of a seeded permutation per epoch."""
     per_epoch = max(1, n_items // batch_size)

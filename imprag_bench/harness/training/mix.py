@@ -120,8 +120,10 @@ def build_mix(examples: list[Example], cands: list[Candidates], corpus: Corpus, 
             break
         if want is not None and made == want:
             break
-        kind = "denoise" if (want is None and len(synth) % 2 == 0) or (want is not None and made["denoise"] <
-                                                                          want["denoise"]) else "sentgen"
+        if want is None:  # alternating
+            kind = "denoise" if len(synth) % 2 == 0 else "sentgen"
+        else:  # denoising first, then sentence generation
+            kind = "denoise" if made["denoise"] < want["denoise"] else "sentgen"
         item = (denoise_item if kind == "denoise" else sentgen_item)(p.id, p.text, rng)
         if item is not None:
             synth.append(item)
