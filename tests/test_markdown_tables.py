@@ -1,4 +1,4 @@
-"""The README's result tables are generated from the CSVs: golden cases for both generators."""
+"""The result tables of docs/results.md are generated from the CSVs: golden cases for both generators."""
 import pandas as pd
 
 from imprag_bench.harness.paired import markdown_deltas

@@ -287,7 +287,7 @@ if __name__ == "__main__":
 
 def markdown_deltas(df: pd.DataFrame, metric: str = "em", baselines: Sequence[str] | None = None,
                     reference: str | None = None) -> str:
-    """The README's paired table from paired.csv: one row per baseline, one column per group, cells
+    """A paired table (docs/results.md) from paired.csv: one row per baseline, one column per group, cells
     "delta [lo, hi]" (reference minus baseline, %), starred where the interval excludes 0. A table with
     several references (a reproduce preset's matched `pairs`) needs `reference`."""
     refs = list(dict.fromkeys(df["reference"])) if "reference" in df else []

@@ -202,8 +202,8 @@ def merge(paths: Sequence[str | os.PathLike], out_csv: str | os.PathLike, n_boot
 
 
 def markdown_groups(df: pd.DataFrame, systems: Sequence[str] | None = None) -> str:
-    """The README's results table from a leaderboard: one row per system, one column per group, cells
-    "EM [lo, hi] (recall)" in %, so that a README table can be regenerated from (and checked against) the CSV."""
+    """A results table (docs/results.md) from a leaderboard: one row per system, one column per group, cells
+    "EM [lo, hi] (recall)" in %, so that a docs table can be regenerated from (and checked against) the CSV."""
     groups = [g for g in (*GROUP_ORDER, ALL) if f"ALL:{g}" in set(df["task"])]
     rows = df[df["task"].isin([f"ALL:{g}" for g in groups])].set_index(["system", "task"])
     order = list(systems) if systems else sorted({s for s, _ in rows.index})

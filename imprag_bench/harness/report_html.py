@@ -111,7 +111,8 @@ def command_from_config(cfg: dict) -> str:
     flags = [("preset", "--preset"), ("split", "--split"), ("n", "--n"), ("k", "--k"), ("fewshot", "--fewshot"),
              ("model", "--model"), ("source", "--source"), ("corpus", "--corpus"),
              ("corpus_limit", "--corpus-limit"), ("batch_size", "--batch-size"),
-             ("max_new_tokens", "--max-new-tokens"), ("device", "--device"), ("seed", "--seed"), ("out", "--out")]
+             ("max_new_tokens", "--max-new-tokens"), ("device", "--device"), ("dtype", "--dtype"), ("seed", "--seed"),
+             ("out", "--out")]
     for key, lst in (("tasks", "--tasks"), ("systems", "--systems")):
         if cfg.get(key):
             parts += [lst, *map(str, cfg[key])]

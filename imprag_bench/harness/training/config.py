@@ -28,7 +28,7 @@ from imprag_bench.harness.errors import UserError
 
 BUDGETS = ("quick", "full", "paper")
 
-# Every deviation from the paper's recipe a preset may carry, with what it does and why (README table).
+# Every deviation from the paper's recipe a preset may carry, with what it does and why (docs/usage.md table).
 ADDITIONS = {
     "small-budget": "fewer steps, candidates and tokens than the paper (l_max 64, 2 positives, 1 hard negative, "
                     "1 passage read in J_gen): what 2 CPU cores train in minutes",
