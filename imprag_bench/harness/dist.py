@@ -44,7 +44,8 @@ def rank_device(device: str | None) -> str | None:
     from imprag_bench.harness.errors import UserError
     if not torch.cuda.is_available():
         raise UserError(f"device: {device!r} was asked for, but this machine has no CUDA device "
-                        "(set device=cpu, or install a CUDA build of torch: bash scripts/setup.sh --cuda cu130, docs/usage.md)")
+                        "(set device=cpu, or install a CUDA build of torch: bash scripts/setup.sh --cuda cu130, "
+                        "docs/usage.md)")
     size = rank_world()[1]
     if device != "cuda" and device != f"cuda:{local_rank()}":
         if size > 1:

@@ -113,6 +113,7 @@ TASKS: Registry = Registry("task")
 CORPORA: Registry = Registry("corpus")
 SYSTEMS: Registry = Registry("system")
 TRAINERS: Registry = Registry("trainer")  # system name -> harness.training.trainer.Trainer
+ANALYSES: Registry = Registry("analysis")  # name -> fn(out, rows): an analysis beside the paper (harness.analyses)
 # What the harness reads through the tasks floor without importing it (registered by imprag_bench.tasks):
 # "corpus-file" (path, limit) -> Corpus; "task-file" (path) -> TaskSpec of a local file; "instruct-set"
 # (name, limit, seed) -> instruction records

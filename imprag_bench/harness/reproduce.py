@@ -43,6 +43,7 @@ class ReproducePreset:
     train_set: list[str] = field(default_factory=list)  # KEY=VALUE given to every trained system (as --train-set)
     pairs: list[list[str]] = field(default_factory=list)  # extra [reference, baseline] comparisons in paired.csv
     additions: list[str] = field(default_factory=list)  # the evaluation's deviations from the paper (ADDITIONS)
+    analysis: dict = field(default_factory=dict)  # {name, rows: {label: paper row}}: harness.analyses, after stats
 
     @classmethod
     def load(cls, name: str) -> "ReproducePreset":
@@ -53,7 +54,8 @@ class ReproducePreset:
             raise UserError(f"unknown reproduce preset {name!r}" + (f"; did you mean {close[0]!r}?" if close else "")
                             + f" (known: {', '.join(known)})")
         data = yaml.safe_load(folder.joinpath(f"{name}.yaml").read_text()) or {}
-        allowed = {"budget", "reference", "run", "systems", "eval_options", "costs", "train_set", "pairs", "additions"}
+        allowed = {"budget", "reference", "run", "systems", "eval_options", "costs", "train_set", "pairs", "additions",
+                   "analysis"}
         if set(data) - allowed:
             raise UserError(f"presets/reproduce/{name}.yaml: unknown keys {sorted(set(data) - allowed)}")
         return cls(name=name, **data).validated()
@@ -79,6 +81,15 @@ class ReproducePreset:
                 SYSTEMS.get(s["train"])
         if self.reference not in labels:
             raise UserError(f"{where}: reference {self.reference!r} is not one of the systems {labels}")
+        if self.analysis:
+            import imprag_bench.harness.analyses  # noqa: F401  (registers the analyses)
+            from imprag_bench.harness.registry import ANALYSES
+
+            ANALYSES.get(self.analysis.get("name", ""))
+            rows = self.analysis.get("rows") or {}
+            if set(self.analysis) - {"name", "rows"} or not rows or set(rows) - set(labels):
+                raise UserError(f"{where}: analysis needs a name and rows {{label: paper row}} over the systems "
+                                f"{labels} (got {self.analysis})")
         for pair in self.pairs:
             if not (isinstance(pair, list) and len(pair) == 2 and set(pair) <= set(labels) and pair[0] != pair[1]):
                 raise UserError(f"{where}: pairs entry {pair!r} must be [reference, baseline], two of {labels}")
@@ -95,7 +106,9 @@ class ReproducePreset:
         keep = set(labels) | {self.reference}
         return ReproducePreset(self.name, self.budget, self.reference, self.run,
                                [s for s in self.systems if s["label"] in keep], self.eval_options, self.costs,
-                               self.train_set, [p for p in self.pairs if set(p) <= keep], self.additions)
+                               self.train_set, [p for p in self.pairs if set(p) <= keep], self.additions,
+                               {**self.analysis, "rows": {k: v for k, v in self.analysis.get("rows", {}).items()
+                                                          if k in keep}} if self.analysis else {})
 
 
 def train_configs(preset: ReproducePreset, out: Path, train_set: list[str]) -> list[tuple[dict, object]]:
@@ -260,6 +273,10 @@ def _reproduce(preset: ReproducePreset, out: Path, command: str, train_set, cfg:
     with manifest.timed("stats"):
         if rank == 0:
             stats(preset, out)
+            if preset.analysis:
+                from imprag_bench.harness.registry import ANALYSES
+
+                ANALYSES.get(preset.analysis["name"])(out, preset.analysis["rows"])
     if costs and preset.costs:
         from imprag_bench.harness.costs import measure_costs
 

@@ -1,0 +1,49 @@
+"""The paper's analyses written beside the paper's own values, from a finished reproduce folder.
+
+A reproduce preset names one under `analysis: {name: ..., rows: {system label: paper row}}`; after the stats
+stage, rank 0 calls the registered function with the folder and the rows. Each writes a long CSV in which the
+`source` column keeps our numbers (`ours`) and the paper's (`paper: Llama-3.2-3B`) apart.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from imprag_bench.harness.errors import UserError
+from imprag_bench.harness.io import atomic_write_text
+from imprag_bench.harness.paper_values import TABLE3, TABLE3_AVG
+from imprag_bench.harness.registry import ANALYSES
+
+PAPER = "paper: Llama-3.2-3B"
+
+
+@ANALYSES.register("objective-ablation")
+def objective_ablation(out: Path, rows: dict[str, str]) -> Path:
+    """Table 3: EM and recall per task and averaged, for each system of `rows` (label -> the paper's objective:
+    warmup-only, distill-only, both) beside the paper's row of the same objective -> <out>/table3.csv."""
+    bad = sorted(set(rows.values()) - set(TABLE3))
+    if bad:
+        raise UserError(f"analysis objective-ablation: unknown objectives {bad} (known: {', '.join(TABLE3)})")
+    board = pd.read_csv(Path(out) / "leaderboard.csv")
+    lines = []
+    for label, objective in rows.items():
+        ours = board[board["system"] == label].set_index("task")
+        if ours.empty:
+            raise UserError(f"analysis objective-ablation: {out}/leaderboard.csv has no system {label!r}")
+        for task, (em, recall) in TABLE3[objective].items():
+            lines.append({"objective": objective, "task": task, "source": PAPER, "system": "imprag",
+                          "em": em, "recall": recall})
+            if task in ours.index:
+                r = ours.loc[task]
+                lines.append({"objective": objective, "task": task, "source": "ours", "system": label,
+                              "em": r["em"], "recall": r["recall"], "em_lo": r["em_lo"], "em_hi": r["em_hi"]})
+        em, recall = TABLE3_AVG[objective]
+        lines.append({"objective": objective, "task": "avg", "source": PAPER, "system": "imprag", "em": em,
+                      "recall": recall})
+        mine = ours.loc[[t for t in TABLE3[objective] if t in ours.index]]
+        lines.append({"objective": objective, "task": "avg", "source": "ours", "system": label,
+                      "em": round(mine["em"].mean(), 2), "recall": round(mine["recall"].dropna().mean(), 2)})
+    dst = Path(out) / "table3.csv"
+    atomic_write_text(dst, pd.DataFrame(lines).to_csv(index=False))
+    return dst

@@ -1,0 +1,52 @@
+"""The paper's analyses beside its own numbers: the transcribed values agree with the paper's averages, the
+Table 3 preset trains the three objectives, and table3.csv keeps our rows and the paper's apart."""
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from imprag_bench.harness.analyses import PAPER, objective_ablation
+from imprag_bench.harness.errors import UserError
+from imprag_bench.harness.paper_values import FIG2_B, FIG2_T, TABLE3, TABLE3_AVG
+from imprag_bench.harness.reproduce import ReproducePreset, train_configs
+
+
+def test_transcribed_table3_rows_average_to_the_papers_avg_column():
+    for objective, row in TABLE3.items():
+        em = sum(v[0] for v in row.values()) / len(row)
+        recalls = [v[1] for v in row.values() if v[1] is not None]  # FEVER has no recall
+        assert em == pytest.approx(TABLE3_AVG[objective][0], abs=0.05), objective
+        assert sum(recalls) / len(recalls) == pytest.approx(TABLE3_AVG[objective][1], abs=0.05), objective
+    assert FIG2_B[7] == FIG2_T[19] == (45.1, 81.0)  # the shared b = 7, t = 19 point of both panels
+
+
+def test_objective_ablation_preset_trains_the_three_objectives(tmp_path):
+    preset = ReproducePreset.load("objective-ablation")
+    shares = {s["label"]: cfg.warmup_share for s, cfg in train_configs(preset, tmp_path, [])}
+    assert shares == {"imprag-warmup-only": 1.0, "imprag-distill-only": 0.0, "imprag-both": 0.7}
+    assert all(cfg.recipe == "paper" for _, cfg in train_configs(preset, tmp_path, []))
+    assert set(preset.analysis["rows"]) == set(shares)
+
+
+def test_analysis_rows_must_name_systems_of_the_preset():
+    preset = ReproducePreset.load("objective-ablation")
+    with pytest.raises(UserError, match="analysis needs"):
+        ReproducePreset(**{**preset.__dict__, "analysis": {"name": "objective-ablation",
+                                                           "rows": {"nobody": "both"}}}).validated()
+    with pytest.raises(UserError, match="unknown analysis"):
+        ReproducePreset(**{**preset.__dict__, "analysis": {"name": "fig9", "rows": {"imprag-both": "both"}}}
+                        ).validated()
+
+
+def test_table3_csv_puts_ours_beside_the_papers(tmp_path: Path):
+    rows = [{"system": "mine", "task": t, "em": em, "em_lo": em - 5, "em_hi": em + 5, "recall": rec}
+            for t, em, rec in [("nq", 10.0, 20.0), ("fever", 50.0, float("nan")), ("aida", 30.0, 40.0)]]
+    pd.DataFrame(rows).to_csv(tmp_path / "leaderboard.csv", index=False)
+    df = pd.read_csv(objective_ablation(tmp_path, {"mine": "warmup-only"}))
+    ours = df[df["source"] == "ours"].set_index("task")
+    paper = df[df["source"] == PAPER].set_index("task")
+    assert ours.loc["nq", "em"] == 10.0 and paper.loc["nq", "em"] == 44.0 and paper.loc["nq", "recall"] == 78.3
+    assert ours.loc["avg", "em"] == 30.0 and ours.loc["avg", "recall"] == 30.0  # FEVER's missing recall skipped
+    assert paper.loc["avg", "em"] == 50.0 and len(paper) == 9 and len(ours) == 4
+    with pytest.raises(UserError, match="no system 'other'"):
+        objective_ablation(tmp_path, {"other": "both"})
