@@ -50,3 +50,31 @@ def test_table3_csv_puts_ours_beside_the_papers(tmp_path: Path):
     assert paper.loc["avg", "em"] == 50.0 and len(paper) == 9 and len(ours) == 4
     with pytest.raises(UserError, match="no system 'other'"):
         objective_ablation(tmp_path, {"other": "both"})
+
+
+def test_layer_sweep_preset_and_its_csv_and_figure(tmp_path: Path):
+    import json
+
+    from imprag_bench.harness.analyses import layer_sweep
+    preset = ReproducePreset.load("layer-sweep")
+    points = {s["label"]: (cfg.b, cfg.t) for s, cfg in train_configs(preset, tmp_path, [])}
+    assert len({b for b, t in points.values() if t == 20}) >= 4 and len({t for b, t in points.values() if b == 8}) >= 3
+    assert preset.run["split"] == "dev" and preset.run["tasks"] == ["nq"]
+    systems, board = {}, []
+    for i, (label, (b, t)) in enumerate(points.items()):
+        ck = tmp_path / "train" / label / "checkpoint"
+        ck.mkdir(parents=True)
+        (ck / "imprag_config.json").write_text(json.dumps({"b": b, "t": t}))
+        (ck / "trainer_state.json").write_text(json.dumps({"step": 24}))
+        systems[label] = {"checkpoint": str(ck), "checkpoint_sha256": f"d{i}", "train_config": {"steps": 24}}
+        board.append({"system": label, "task": "nq", "n": 200, "em": 10.0 + i, "em_lo": 8.0 + i, "em_hi": 12.0 + i,
+                      "recall": 20.0 + i, "recall_lo": 15.0 + i, "recall_hi": 25.0 + i, "distinct_top1": 3})
+    pd.DataFrame(board).to_csv(tmp_path / "leaderboard.csv", index=False)
+    (tmp_path / "manifest.json").write_text(json.dumps({"systems": systems, "wall_s": {"train:b2-t20": 61.5}}))
+    sweep = pd.read_csv(layer_sweep(tmp_path, preset.analysis["rows"])).set_index("system")
+    assert sweep.loc["b4-t20", ["b", "t", "em", "recall", "steps"]].tolist() == [4, 20, 11.0, 21.0, 24]
+    assert sweep.loc["b2-t20", "train_wall_s"] == 61.5 and sweep.loc["b8-t16", "checkpoint_sha256"] == "d5"
+    assert sweep.loc["b8-t20", "panel"] == "both" and (tmp_path / "sweep.png").stat().st_size > 10_000
+    (tmp_path / "train" / "b4-t20" / "checkpoint" / "imprag_config.json").unlink()
+    with pytest.raises(UserError, match="'b4-t20' needs a trained ImpRAG checkpoint"):
+        layer_sweep(tmp_path, preset.analysis["rows"])

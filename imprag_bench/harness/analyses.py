@@ -47,3 +47,40 @@ def objective_ablation(out: Path, rows: dict[str, str]) -> Path:
     dst = Path(out) / "table3.csv"
     atomic_write_text(dst, pd.DataFrame(lines).to_csv(index=False))
     return dst
+
+
+@ANALYSES.register("layer-sweep")
+def layer_sweep(out: Path, rows: dict[str, str]) -> Path:
+    """Figure 2: for each system of `rows` (label -> the panel it belongs to: b, t or both) its resolved (b, t)
+    from its checkpoint, NQ EM and recall with intervals, training steps, wall time and checkpoint digest (from
+    manifest.json) -> <out>/sweep.csv and the two-panel <out>/sweep.png beside the paper's values."""
+    import json
+
+    from imprag_bench.harness.plots_sweep import plot_sweep
+
+    bad = sorted(set(rows.values()) - {"b", "t", "both"})
+    if bad:
+        raise UserError(f"analysis layer-sweep: panels must be b, t or both (got {bad})")
+    out = Path(out)
+    board = pd.read_csv(out / "leaderboard.csv").set_index(["system", "task"])
+    manifest = json.loads((out / "manifest.json").read_text())
+    lines = []
+    for label, panel in rows.items():
+        entry = manifest["systems"].get(label, {})
+        config = Path(entry.get("checkpoint", "")) / "imprag_config.json"
+        if not config.is_file() or (label, "nq") not in board.index:
+            raise UserError(f"analysis layer-sweep: {label!r} needs a trained ImpRAG checkpoint with "
+                            f"imprag_config.json and an nq row in {out}/leaderboard.csv")
+        groups, r = json.loads(config.read_text()), board.loc[(label, "nq")]
+        state = config.parent / "trainer_state.json"
+        steps = json.loads(state.read_text())["step"] if state.is_file() else entry["train_config"]["steps"]
+        lines.append({"system": label, "panel": panel, "b": groups["b"], "t": groups["t"], "n": int(r["n"]),
+                      **{k: r[k] for k in ("em", "em_lo", "em_hi", "recall", "recall_lo", "recall_hi")},
+                      "distinct_top1": r.get("distinct_top1"), "steps": steps,
+                      "train_wall_s": manifest["wall_s"].get(f"train:{label}"),
+                      "checkpoint_sha256": entry.get("checkpoint_sha256")})
+    sweep = pd.DataFrame(lines)
+    dst = out / "sweep.csv"
+    atomic_write_text(dst, sweep.to_csv(index=False))
+    plot_sweep(sweep, out / "sweep.png")
+    return dst
