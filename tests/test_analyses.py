@@ -78,3 +78,26 @@ def test_layer_sweep_preset_and_its_csv_and_figure(tmp_path: Path):
     (tmp_path / "train" / "b4-t20" / "checkpoint" / "imprag_config.json").unlink()
     with pytest.raises(UserError, match="'b4-t20' needs a trained ImpRAG checkpoint"):
         layer_sweep(tmp_path, preset.analysis["rows"])
+
+
+def test_learning_curve_preset_spans_30x_and_its_csv(tmp_path: Path):
+    import json
+
+    from imprag_bench.harness.analyses import learning_curve
+    preset = ReproducePreset.load("learning-curve")
+    steps = {}
+    for s, cfg in train_configs(preset, tmp_path, []):
+        family, key = preset.analysis["rows"][s["label"]]
+        steps.setdefault(family, set()).add(cfg[key])
+    assert set(steps) == {"imprag", "ra-dit-llama"}
+    assert all(len(v) >= 4 and max(v) / min(v) >= 30 for v in steps.values()), steps
+    systems = {"a": {"train_config": {"steps": 4, "retriever_steps": 40}},
+               "b": {"train_config": {"steps": 24, "retriever_steps": 12}}}
+    (tmp_path / "manifest.json").write_text(json.dumps({"systems": systems}))
+    board = [{"system": s, "task": t, "n": 200, "em": 1.0, "recall": r, "recall_lo": r - 2, "recall_hi": r + 2}
+             for s, r in (("a", 5.0), ("b", 9.0)) for t in ("nq", "trex", "ALL:all")]
+    pd.DataFrame(board).to_csv(tmp_path / "leaderboard.csv", index=False)
+    curve = pd.read_csv(learning_curve(tmp_path, {"a": ["imprag", "steps"], "b": ["rival", "retriever_steps"]}))
+    assert sorted(zip(curve["system"], curve["task"], curve["retrieval_steps"])) == [
+        ("a", "nq", 4), ("a", "trex", 4), ("b", "nq", 12), ("b", "trex", 12)]  # ImpRAG: its steps, not 40
+    assert (tmp_path / "curve.png").stat().st_size > 10_000

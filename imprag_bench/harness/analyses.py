@@ -84,3 +84,37 @@ def layer_sweep(out: Path, rows: dict[str, str]) -> Path:
     atomic_write_text(dst, sweep.to_csv(index=False))
     plot_sweep(sweep, out / "sweep.png")
     return dst
+
+
+@ANALYSES.register("learning-curve")
+def learning_curve(out: Path, rows: dict[str, list[str]]) -> Path:
+    """The retriever's learning curve: for each system of `rows` (label -> [family, the training-config key that
+    counts its retriever's steps]: `steps` for ImpRAG's joint training, `retriever_steps` for RA-DIT-Llama's
+    retriever stage) those steps (from manifest.json) and its recall@k with intervals and distinct_top1 on every
+    task of the run -> <out>/curve.csv and <out>/curve.png."""
+    import json
+
+    from imprag_bench.harness.plots_sweep import plot_curve
+
+    out = Path(out)
+    board = pd.read_csv(out / "leaderboard.csv")
+    manifest = json.loads((out / "manifest.json").read_text())
+    lines = []
+    for label, (family, key) in rows.items():
+        cfg = manifest["systems"].get(label, {}).get("train_config")
+        mine = board[(board["system"] == label) & ~board["task"].str.startswith("ALL:")]
+        if cfg is None or mine.empty:
+            raise UserError(f"analysis learning-curve: {label!r} needs a training config in {out}/manifest.json "
+                            f"and rows in {out}/leaderboard.csv")
+        steps = cfg.get(key)
+        if not isinstance(steps, int):
+            raise UserError(f"analysis learning-curve: {label!r} trained with {key}={steps!r}; give it a step count")
+        for r in mine.itertuples():
+            lines.append({"system": label, "family": family, "retrieval_steps": steps, "task": r.task,
+                          "n": r.n, "recall": r.recall, "recall_lo": r.recall_lo, "recall_hi": r.recall_hi,
+                          "em": r.em, "distinct_top1": getattr(r, "distinct_top1", None)})
+    curve = pd.DataFrame(lines)
+    dst = out / "curve.csv"
+    atomic_write_text(dst, curve.to_csv(index=False))
+    plot_curve(curve, out / "curve.png")
+    return dst

@@ -39,3 +39,23 @@ def plot_sweep(sweep: pd.DataFrame, out_png: str | os.PathLike) -> Path:
         ax.grid(alpha=0.3)
     fig.axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     return _save(fig, out_png)
+
+
+def plot_curve(curve: pd.DataFrame, out_png: str | os.PathLike) -> Path:
+    """Recall@k against retrieval-training steps (log scale), one panel per task, one line per system family,
+    with 95% intervals."""
+    tasks = list(dict.fromkeys(curve["task"]))
+    fig = Figure(figsize=(5.2 * len(tasks), 4))
+    for i, task in enumerate(tasks):
+        ax = fig.add_subplot(1, len(tasks), i + 1)
+        for family, rows in curve[curve["task"] == task].groupby("family", sort=True):
+            rows = rows.sort_values("retrieval_steps")
+            ax.errorbar(rows["retrieval_steps"], rows["recall"], marker="o", capsize=3, label=family,
+                        yerr=[rows["recall"] - rows["recall_lo"], rows["recall_hi"] - rows["recall"]])
+        ax.set_xscale("log")
+        ax.set_title(f"{task} (dev)")
+        ax.set_xlabel("retrieval-training steps")
+        ax.set_ylabel("recall@k, %")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return _save(fig, out_png)
