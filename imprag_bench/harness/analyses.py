@@ -1,8 +1,9 @@
-"""The paper's analyses written beside the paper's own values, from a finished reproduce folder.
+"""The paper's analyses from a finished reproduce folder, beside the paper's own values where it has them.
 
-A reproduce preset names one under `analysis: {name: ..., rows: {system label: paper row}}`; after the stats
-stage, rank 0 calls the registered function with the folder and the rows. Each writes a long CSV in which the
-`source` column keeps our numbers (`ours`) and the paper's (`paper: Llama-3.2-3B`) apart.
+A reproduce preset names one under `analysis: {name: ..., rows: {system label: what that system is in the
+analysis}}`; after the stats stage, rank 0 calls the registered function with the folder and the rows. The
+paper's numbers (harness.paper_values) stay apart from ours: a `source` column in table3.csv, a dashed and
+labelled line in sweep.png.
 """
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ def layer_sweep(out: Path, rows: dict[str, str]) -> Path:
     manifest.json) -> <out>/sweep.csv and the two-panel <out>/sweep.png beside the paper's values."""
     import json
 
-    from imprag_bench.harness.plots_sweep import plot_sweep
+    from imprag_bench.harness.plots_analyses import plot_sweep
 
     bad = sorted(set(rows.values()) - {"b", "t", "both"})
     if bad:
@@ -94,7 +95,7 @@ def learning_curve(out: Path, rows: dict[str, list[str]]) -> Path:
     task of the run -> <out>/curve.csv and <out>/curve.png."""
     import json
 
-    from imprag_bench.harness.plots_sweep import plot_curve
+    from imprag_bench.harness.plots_analyses import plot_curve
 
     out = Path(out)
     board = pd.read_csv(out / "leaderboard.csv")

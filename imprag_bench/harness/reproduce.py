@@ -8,6 +8,7 @@ Stages, each resumable (killed anywhere, the same command continues and ends wit
 2. eval: harness.runner.run over every system (trained ones by checkpoint), with `eval_options` given to every
    system that accepts them -> <out>/preds, leaderboard.csv, groups.png, tasks.png;
 3. stats: harness.paired, the reference minus every other system per task and group -> paired.csv, headline.png;
+   then the preset's `analysis`, if it names one (harness.analyses: Table 3, Figure 2, the learning curve);
 4. costs: parameters, index size, examples/s and per-example latency per system at the same settings -> costs.csv.
 Then manifest.json (commit, command, each system's resolved config and checkpoint digest, wall time per stage,
 machine) and report.html. Presets live in presets/reproduce/*.yaml.
@@ -104,11 +105,10 @@ class ReproducePreset:
         if bad:
             raise UserError(f"--systems: unknown labels {bad} (this preset has: {', '.join(known)})")
         keep = set(labels) | {self.reference}
-        return ReproducePreset(self.name, self.budget, self.reference, self.run,
-                               [s for s in self.systems if s["label"] in keep], self.eval_options, self.costs,
-                               self.train_set, [p for p in self.pairs if set(p) <= keep], self.additions,
-                               {**self.analysis, "rows": {k: v for k, v in self.analysis.get("rows", {}).items()
-                                                          if k in keep}} if self.analysis else {})
+        rows = {k: v for k, v in self.analysis.get("rows", {}).items() if k in keep}
+        return dataclasses.replace(self, systems=[s for s in self.systems if s["label"] in keep],
+                                   pairs=[p for p in self.pairs if set(p) <= keep],
+                                   analysis={**self.analysis, "rows": rows} if self.analysis else {})
 
 
 def train_configs(preset: ReproducePreset, out: Path, train_set: list[str]) -> list[tuple[dict, object]]:

@@ -1,5 +1,6 @@
-"""The layer-boundary sweep in Figure 2's layout: EM and recall against b (t fixed) and against t (b fixed), ours
-with 95% intervals as solid lines, the paper's Llama-3.2-3B values dashed and labelled as a reference."""
+"""The figures of harness.analyses: the layer-boundary sweep in Figure 2's layout (EM and recall against b with t
+fixed and against t with b fixed, ours with 95% intervals as solid lines, the paper's Llama-3.2-3B values dashed
+and labelled as a reference) and the retrievers' learning curve."""
 from __future__ import annotations
 
 import os
