@@ -7,7 +7,7 @@ import pytest
 
 from imprag_bench.harness.analyses import PAPER, objective_ablation
 from imprag_bench.harness.errors import UserError
-from imprag_bench.harness.paper_values import FIG2_B, FIG2_T, TABLE3, TABLE3_AVG
+from imprag_bench.harness.paper_values import FIG2_B, FIG2_B_AT_T, FIG2_T, FIG2_T_AT_B, TABLE3, TABLE3_AVG
 from imprag_bench.harness.reproduce import ReproducePreset, train_configs
 
 
@@ -18,6 +18,7 @@ def test_transcribed_table3_rows_average_to_the_papers_avg_column():
         assert em == pytest.approx(TABLE3_AVG[objective][0], abs=0.05), objective
         assert sum(recalls) / len(recalls) == pytest.approx(TABLE3_AVG[objective][1], abs=0.05), objective
     assert FIG2_B[7] == FIG2_T[19] == (45.1, 81.0)  # the shared b = 7, t = 19 point of both panels
+    assert (FIG2_T_AT_B, FIG2_B_AT_T) == (7, 19)
 
 
 def test_objective_ablation_preset_trains_the_three_objectives(tmp_path):

@@ -6,10 +6,11 @@ the x-values are inferred from the figure (the spec marks them [I]). Table 3 (Ll
 objective for all 10 epochs): EM (recall) per task; FEVER has no recall."""
 from __future__ import annotations
 
-FIG2_B = {  # b -> (EM, recall), t = 19
+FIG2_B_AT_T, FIG2_T_AT_B = 19, 7  # the other boundary, held fixed in each panel
+FIG2_B = {  # b -> (EM, recall), t = FIG2_B_AT_T
     1: (27.4, 49.1), 2: (29.5, 55.1), 3: (30.5, 62.4), 4: (30.7, 61.9), 5: (36.3, 69.0), 6: (40.2, 75.0),
     7: (45.1, 81.0), 8: (44.5, 81.5), 9: (44.0, 82.1), 10: (44.1, 82.2), 11: (43.2, 81.6), 12: (42.1, 80.5)}
-FIG2_T = {  # t -> (EM, recall), b = 7
+FIG2_T = {  # t -> (EM, recall), b = FIG2_T_AT_B
     9: (30.2, 70.2), 10: (32.5, 71.4), 11: (34.2, 74.3), 12: (35.5, 74.9), 13: (37.9, 76.2), 14: (41.3, 77.2),
     15: (41.1, 77.1), 16: (42.5, 78.3), 17: (44.0, 80.7), 18: (44.5, 80.9), 19: (45.1, 81.0)}
 

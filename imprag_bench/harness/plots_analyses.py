@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from imprag_bench.harness.paper_values import FIG2_B, FIG2_T  # noqa: E402
+from imprag_bench.harness.paper_values import FIG2_B, FIG2_B_AT_T, FIG2_T, FIG2_T_AT_B  # noqa: E402
 from imprag_bench.harness.plots import _save  # noqa: E402
 
 COLORS = {"em": "#1f6fb4", "recall": "#d9730d"}
@@ -22,19 +22,18 @@ COLORS = {"em": "#1f6fb4", "recall": "#d9730d"}
 def plot_sweep(sweep: pd.DataFrame, out_png: str | os.PathLike) -> Path:
     """Two panels from sweep.csv rows (panel b: t fixed, panel t: b fixed; a `both` row belongs to each)."""
     fig = Figure(figsize=(11, 4.2))
-    for ax, axis, paper, fixed in ((fig.add_subplot(1, 2, 1), "b", FIG2_B, "t"),
-                                   (fig.add_subplot(1, 2, 2), "t", FIG2_T, "b")):
+    for ax, axis, paper, fixed, paper_fixed in ((fig.add_subplot(1, 2, 1), "b", FIG2_B, "t", FIG2_B_AT_T),
+                                                (fig.add_subplot(1, 2, 2), "t", FIG2_T, "b", FIG2_T_AT_B)):
         rows = sweep[sweep["panel"].isin([axis, "both"])].sort_values(axis)
-        for metric in ("em", "recall"):
+        for i, (metric, name) in enumerate((("em", "EM"), ("recall", "recall"))):
             c = COLORS[metric]
             ax.errorbar(rows[axis], rows[metric], yerr=[rows[metric] - rows[f"{metric}_lo"],
                                                         rows[f"{metric}_hi"] - rows[metric]],
-                        color=c, marker="o", capsize=3, label=f"ours: {metric.upper() if metric == 'em' else metric}")
+                        color=c, marker="o", capsize=3, label=f"ours: {name}")
             xs = sorted(paper)
-            ax.plot(xs, [paper[x][0 if metric == "em" else 1] for x in xs], color=c, ls="--", alpha=0.6,
-                    label=f"paper (Llama-3.2-3B): {metric.upper() if metric == 'em' else metric}")
+            ax.plot(xs, [paper[x][i] for x in xs], color=c, ls="--", alpha=0.6, label=f"paper (Llama-3.2-3B): {name}")
         fixed_at = ", ".join(str(v) for v in sorted(set(rows[fixed])))
-        ax.set_title(f"vary {axis} (ours: {fixed} = {fixed_at}; paper: {fixed} = {19 if fixed == 't' else 7})")
+        ax.set_title(f"vary {axis} (ours: {fixed} = {fixed_at}; paper: {fixed} = {paper_fixed})")
         ax.set_xlabel(f"{axis}: last layer of the {'retrieval' if axis == 'b' else 'reading'} group")
         ax.set_ylabel("NQ dev, %")
         ax.grid(alpha=0.3)

@@ -44,7 +44,7 @@ class ReproducePreset:
     train_set: list[str] = field(default_factory=list)  # KEY=VALUE given to every trained system (as --train-set)
     pairs: list[list[str]] = field(default_factory=list)  # extra [reference, baseline] comparisons in paired.csv
     additions: list[str] = field(default_factory=list)  # the evaluation's deviations from the paper (ADDITIONS)
-    analysis: dict = field(default_factory=dict)  # {name, rows: {label: paper row}}: harness.analyses, after stats
+    analysis: dict = field(default_factory=dict)  # {name, rows: {label: its role}}: harness.analyses, after stats
 
     @classmethod
     def load(cls, name: str) -> "ReproducePreset":
@@ -89,7 +89,7 @@ class ReproducePreset:
             ANALYSES.get(self.analysis.get("name", ""))
             rows = self.analysis.get("rows") or {}
             if set(self.analysis) - {"name", "rows"} or not rows or set(rows) - set(labels):
-                raise UserError(f"{where}: analysis needs a name and rows {{label: paper row}} over the systems "
+                raise UserError(f"{where}: analysis needs a name and rows {{label: its role}} over the systems "
                                 f"{labels} (got {self.analysis})")
         for pair in self.pairs:
             if not (isinstance(pair, list) and len(pair) == 2 and set(pair) <= set(labels) and pair[0] != pair[1]):
