@@ -120,23 +120,26 @@ def reference_greedy(model, tok, passages, prompt, b, t, mode, offset, max_new) 
 
 
 @torch.no_grad()
-def reference_e_p(model, tok, text: str, b: int, l_max: int) -> np.ndarray:
-    """HF forward of the passage alone (positions 0..) -> hidden_states[b] (layer b's input) at the last
-    token -> layer b's input_layernorm -> k_proj."""
+def reference_e_p(model, tok, text: str, b: int, l_max: int, pooling: str = "last") -> np.ndarray:
+    """HF forward of the passage alone (positions 0..) -> hidden_states[b] (layer b's input) -> layer b's
+    input_layernorm -> k_proj, at the last token (or, `pooling` "mean", every token's key, then their mean)."""
     ids = torch.tensor([plain_ids(tok, text)[:l_max]])
-    h = model(input_ids=ids, output_hidden_states=True).hidden_states[b][0, -1]
+    h = model(input_ids=ids, output_hidden_states=True).hidden_states[b][0]
     layer = model.model.layers[b]
-    return layer.self_attn.k_proj(layer.input_layernorm(h)).numpy()
+    k = layer.self_attn.k_proj(layer.input_layernorm(h))
+    return (k[-1] if pooling == "last" else k.mean(0)).numpy()
 
 
 @torch.no_grad()
-def reference_e_q(model, tok, prompt: str, b: int, offset: int) -> np.ndarray:
-    """HF forward of the prompt at positions offset.. -> hidden_states[b] at the last token -> layer b's
-    input_layernorm -> q_proj -> mean of the query heads in each KV group."""
+def reference_e_q(model, tok, prompt: str, b: int, offset: int, pooling: str = "last") -> np.ndarray:
+    """HF forward of the prompt at positions offset.. -> hidden_states[b] -> layer b's input_layernorm ->
+    q_proj -> mean of the query heads in each KV group, at the last token (or, `pooling` "mean", the mean of
+    every token's)."""
     ids = torch.tensor([plain_ids(tok, prompt)])
     pos = torch.arange(ids.shape[1])[None] + offset
-    h = model(input_ids=ids, position_ids=pos, output_hidden_states=True).hidden_states[b][0, -1]
+    h = model(input_ids=ids, position_ids=pos, output_hidden_states=True).hidden_states[b][0]
     layer, cfg = model.model.layers[b], model.config
     q = layer.self_attn.q_proj(layer.input_layernorm(h))
     n_kv, d = cfg.num_key_value_heads, cfg.hidden_size // cfg.num_attention_heads
-    return q.view(n_kv, cfg.num_attention_heads // n_kv, d).mean(1).reshape(-1).numpy()
+    q = q.view(q.shape[0], n_kv, cfg.num_attention_heads // n_kv, d).mean(2).reshape(q.shape[0], -1)
+    return (q[-1] if pooling == "last" else q.mean(0)).numpy()

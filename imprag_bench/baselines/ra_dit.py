@@ -66,10 +66,11 @@ class RATrainConfig(SharedTrainConfig):
     stage0_steps: int = 0  # q/k fit against the whole corpus before the retriever stage
     stage0_lr: float = 3e-3
     refit_steps: int = 0  # the same fit again after the retriever stage (the reader reads with the refit)
+    pooling: str = "last"  # "mean": an ablation axis (harness.pooling), never a paper recipe's
 
 
 SLICE_ONLY = {"score_scale": 1.0, "random_negatives": 0, "retriever_lr_scale": 1.0, "stage0_steps": 0,
-              "refit_steps": 0}
+              "refit_steps": 0, "pooling": "last"}
 
 
 def refuse_slice_keys(cfg, system: str) -> None:
@@ -281,7 +282,7 @@ def run_ra_dit_llama(cfg: dict) -> Path:
     from imprag_bench.baselines.retrievers.lm_slice import LMSliceEncoder, LMSliceRetriever
 
     def trainable(lm, tok):
-        enc = LMSliceEncoder.from_lm(lm, tok, b=cfg.get("b"), l_max=int(cfg["l_max"]))
+        enc = LMSliceEncoder.from_lm(lm, tok, b=cfg.get("b"), l_max=int(cfg["l_max"]), pooling=cfg["pooling"])
         return TrainableRetriever(enc, slice_score_scale(cfg["score_scale"], enc.head_dim))
 
     def before(tr, corpus, mix, out):

@@ -14,6 +14,7 @@ from imprag_bench.baselines.systems import INDEX, QUERY, RetrieveRead
 from imprag_bench.harness.errors import UserError
 from imprag_bench.harness.hardware import use_bf16
 from imprag_bench.harness.options import BF16, Option
+from imprag_bench.harness.pooling import CENTRE_OPTION, POOLING_OPTION
 from imprag_bench.harness.registry import SYSTEMS
 
 
@@ -30,7 +31,10 @@ def checkpoint_retriever(folder: str | Path, corpus, ctx):
     factory = ctx.opt("index", "auto")
     if meta.get("kind") == "lm-slice":
         return LMSliceRetriever(corpus, ctx.cache_dir, rdir, factory=factory, device=ctx.opt("device", "cpu"),
-                                bf16=use_bf16(ctx.opt("bf16", "auto"), ctx.opt("device", "cpu")))
+                                bf16=use_bf16(ctx.opt("bf16", "auto"), ctx.opt("device", "cpu")),
+                                pooling=ctx.opt("pooling"), centre=bool(ctx.opt("centre", False)))
+    if ctx.opt("pooling") is not None or ctx.opt("centre"):
+        raise UserError(f"{folder}: pooling and centre apply to ra-dit-llama's LM-slice retriever only")
     if "encoder" in meta:  # RA-IT: an off-the-shelf encoder by name
         return DenseRetriever(corpus, ctx.cache_dir, encoder=meta["encoder"], factory=factory,
                               device=ctx.opt("device", "cpu"))
@@ -77,14 +81,17 @@ RA_OPTIONS = {  # imprag_bench.harness.options: what the trained baselines accep
 }
 
 
-def _register(name: str, doc: str) -> None:
+SLICE_OPTIONS = {**RA_OPTIONS, "pooling": POOLING_OPTION, "centre": CENTRE_OPTION}  # harness.pooling's axis
+
+
+def _register(name: str, doc: str, options: dict = RA_OPTIONS) -> None:
     f = _system(name)
     f.__doc__ = doc
-    f.options = RA_OPTIONS
+    f.options = options
     SYSTEMS.add(name, f)
 
 
 _register("ra-it", "RA-IT: trained reader + off-the-shelf dense top-k in context (checkpoint=..., query=prompt|oracle)")
 _register("ra-dit", "RA-DIT: LM-distilled dense retriever + trained reader (checkpoint=..., query=prompt|oracle)")
 _register("ra-dit-llama", "RA-DIT-Llama: LM layers 0..b copy as retriever + trained reader (checkpoint=..., "
-                          "query=prompt|oracle)")
+                          "query=prompt|oracle; pooling, centre: the pooling ablation axis)", SLICE_OPTIONS)

@@ -76,7 +76,7 @@ def _generate_batch(m, prompts, retrieve_fn, passage_text_fn, k, max_new_tokens,
     cache = KVCache()
     h, cos, sin, smask = m.bottom(ids, mask, offset, cache)
     q, kk, v = r.project(m.b, h)
-    e_q = m.group_mean(q[:, -1])  # left padding: the last column is every prompt's last token
+    e_q = m.pool_query_states(q, mask)
     t1 = clock()
     if retrieving:
         ranked = [list(x) for x in retrieve_fn(e_q.float().cpu().numpy(), k)]

@@ -6,6 +6,8 @@ Layer groups (paper 2.1): bottom 0..b, middle b..t (sharing layer b), top t+1..N
   paper does not say): it makes the score independent of where the two last tokens sit.
 - Query embedding E_q: the pre-RoPE query (q_proj) at layer b of the prompt's last token, the g query heads
   of each GQA group averaged -> [n_kv_heads * head_dim], the same size as E_p. Score: plain dot product.
+  (`pooling: mean`, an ablation axis and never the paper's: the mean over the tokens instead of the last;
+  harness.pooling.)
 - Reading: the k passages (each truncated to l_max tokens, `passage_sep` appended inside that budget) are
   encoded through layers 0..t, concatenated with full causal attention from position 0 ("concat"), or each
   from position 0 alone ("independent"); their RoPE'd KV at layers b..t is a prefix the prompt reads in one
@@ -23,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from imprag_bench.harness.lm import pad, paper_layer_groups  # noqa: F401  (pad is re-exported)
+from imprag_bench.harness.pooling import check as check_pooling, pool_tokens
 from imprag_bench.harness.training.engine import run_in
 from imprag_bench.harness.training.losses import target_logliks
 from imprag_bench.imprag.layers import LayerRunner, PrefixKV, positions_from_mask, self_attention_mask
@@ -41,6 +44,7 @@ class ImpRAGConfig:
     passage_encoding: str = "concat"  # or "independent"
     read_top_layers: bool = False
     passage_sep: str = "\n\n"  # appended to each passage the reader sees, as in the explicit readers' context
+    pooling: str = "last"  # E_q / E_p from the last token (the paper) or the mean of the tokens (harness.pooling)
 
     def layer_groups(self, n_layers: int) -> tuple[int, int]:
         """The resolved (b, t), validated."""
@@ -51,6 +55,7 @@ class ImpRAGConfig:
             raise ValueError(f"need 0 <= b <= t <= N-1 = {n_layers - 1}, got b={b}, t={t}")
         if self.passage_encoding not in ("concat", "independent"):
             raise ValueError(f"passage_encoding must be 'concat' or 'independent', not {self.passage_encoding!r}")
+        check_pooling(self.pooling, "ImpRAGConfig")
         return b, t
 
 
@@ -136,12 +141,15 @@ class ImpRAGModel(nn.Module):
         return run_in(self.runner.layer(self.b), fn, h_last)
 
     def _passage_last(self, ids: Tensor, mask: Tensor) -> Tensor:
-        """The residual stream entering layer b at each right-padded passage's last real token."""
+        """The residual stream entering layer b at each right-padded passage's last real token; with
+        `pooling: mean`, at every token [n, T, D] (layer b-1 then runs on all of them)."""
         r, b, last = self.runner, self.b, last_index(mask)
         pos = positions_from_mask(mask)
         h = r.embed(ids)
         cos, sin = r.rope(h, pos)
         smask = self_attention_mask(mask, ids.shape[1])
+        if self.cfg.pooling != "last":
+            return r.run(h, range(b), cos, sin, smask)
         h = r.run(h, range(max(0, b - 1)), cos, sin, smask)
         if b == 0:
             return h[torch.arange(h.shape[0], device=h.device), last]
@@ -151,29 +159,41 @@ class ImpRAGModel(nn.Module):
             return r.finish(b - 1, x, q, k, v, cos, sin, smask, keep=last)[:, 0]
         return run_in(r.layer(b - 1), partial, h)  # a unit of the training engine, as every layer step
 
+    def _pooled(self, fn, h: Tensor, mask: Tensor) -> Tensor:
+        """`fn` (layer b's norm, then a projection) of the pooled features: the last token's (h is [n, D]
+        already) or the mean of the real tokens' normalised inputs (h [n, T, D])."""
+        norm = self.runner.layer(self.b).input_layernorm
+        if self.cfg.pooling == "last":
+            return self._at_b(lambda x: fn(norm(x)), h)
+        return self._at_b(lambda x: fn(pool_tokens(norm(x), mask.to(x.device), self.cfg.pooling)), h)
+
     def passage_features(self, ids: Tensor, mask: Tensor) -> Tensor:
-        """Layer b's normalised input (after input RMSNorm) at each right-padded passage's last real token:
-        E_p = k_proj(features)."""
-        return self._at_b(self.runner.layer(self.b).input_layernorm, self._passage_last(ids, mask))
+        """Layer b's normalised input (after input RMSNorm) at each right-padded passage's last real token (or
+        its mean over the tokens, `pooling: mean`): E_p = k_proj(features)."""
+        return self._pooled(lambda x: x, self._passage_last(ids, mask), mask)
 
     def passage_embeddings(self, ids: Tensor, mask: Tensor) -> Tensor:
         """E_p [n, H_kv*d]: pre-RoPE key at layer b of each (right-padded) passage's last real token."""
-        layer = self.runner.layer(self.b)
-        return self._at_b(lambda x: layer.self_attn.k_proj(layer.input_layernorm(x)), self._passage_last(ids, mask))
+        return self._pooled(self.runner.layer(self.b).self_attn.k_proj, self._passage_last(ids, mask), mask)
 
     def _query_last(self, ids: Tensor, mask: Tensor, offset: int) -> Tensor:
         h, *_ = self.bottom(ids, mask, offset)
-        return h[torch.arange(h.shape[0], device=h.device), last_index(mask)]
+        return h[torch.arange(h.shape[0], device=h.device), last_index(mask)] if self.cfg.pooling == "last" else h
 
     def query_features(self, ids: Tensor, mask: Tensor, offset: int) -> Tensor:
-        """Layer b's normalised input at each left-padded prompt's last real token: E_q = pooled q_proj(it)."""
-        return self._at_b(self.runner.layer(self.b).input_layernorm, self._query_last(ids, mask, offset))
+        """Layer b's normalised input at each left-padded prompt's last real token (or its mean over the
+        tokens, `pooling: mean`): E_q = group-mean q_proj(features)."""
+        return self._pooled(lambda x: x, self._query_last(ids, mask, offset), mask)
 
     def query_embeddings(self, ids: Tensor, mask: Tensor, offset: int) -> Tensor:
         """E_q [n, H_kv*d]: group-averaged pre-RoPE query at layer b of each prompt's last real token."""
-        layer = self.runner.layer(self.b)
-        return self._at_b(lambda x: self.group_mean(layer.self_attn.q_proj(layer.input_layernorm(x))),
-                          self._query_last(ids, mask, offset))
+        q_proj = self.runner.layer(self.b).self_attn.q_proj
+        return self._pooled(lambda x: self.group_mean(q_proj(x)), self._query_last(ids, mask, offset), mask)
+
+    def pool_query_states(self, q: Tensor, mask: Tensor) -> Tensor:
+        """E_q from layer b's q_proj states of a left-padded prompt batch [B, T, H_q*d] (inference's one pass):
+        the configured pooling, then the GQA group mean."""
+        return self.group_mean(pool_tokens(q, mask, self.cfg.pooling))
 
     @staticmethod
     def score(e_q: Tensor, e_p: Tensor) -> Tensor:

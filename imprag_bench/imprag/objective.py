@@ -272,7 +272,7 @@ class ImpRAGObjective:
     # ---- checkpoints ---------------------------------------------------------------------------------
     def save(self, folder: Path, state: dict | None = None) -> None:
         """An HF folder (safetensors + tokenizer) that imprag_bench.harness.lm.load_lm reads, plus imprag_config.json
-        with b/t/l_max/passage_encoding (read by imprag_bench.imprag.system.config_from_options). `state`: the
+        with b/t/l_max/passage_encoding/pooling (read by imprag_bench.imprag.system.config_from_options). `state`: the
         LM's full state dict (gathered from the shards by the training loop); default the LM's own."""
         folder = Path(folder)
         self.model.lm.save_pretrained(folder, state_dict=state, safe_serialization=True)
@@ -280,7 +280,7 @@ class ImpRAGObjective:
         m = self.model
         (folder / CONFIG_FILE).write_text(json.dumps(
             {"b": m.b, "t": m.t, "l_max": m.cfg.l_max, "passage_encoding": m.cfg.passage_encoding,
-             "objective": asdict(self.cfg)}, indent=1))
+             "pooling": m.cfg.pooling, "objective": asdict(self.cfg)}, indent=1))
 
     def load(self, folder: Path) -> None:
         """Load the weights saved by `save` (exact fp32 values; a tied lm_head may be absent)."""

@@ -2,9 +2,10 @@
 its middle layers read the retrieved passages as KV. There is no query text (Prediction.query is None).
 
 Options (preset / `imprag:key=value`): model (default smollm2-135m) or checkpoint (an ImpRAG folder; an
-`imprag_config.json` in it supplies b/t/l_max/passage_encoding unless given), k (5), b, t (default
+`imprag_config.json` in it supplies b/t/l_max/passage_encoding/pooling unless given), k (5), b, t (default
 `imprag_bench.imprag.model.default_layer_groups`), l_max (128), passage_encoding (concat), read_top_layers (false),
-batch_size (8), max_new_tokens (16), bf16 (bf16 autocast for the index build only: auto (default) = where
+batch_size (8), max_new_tokens (16), pooling and centre (the pooling ablation axis, harness.pooling; default
+last token, uncentred, as the paper), bf16 (bf16 autocast for the index build only: auto (default) = where
 the device computes bf16 natively, true, false; the resolved bool is in the index binding and `self.bf16`),
 index (FAISS factory, Flat), device (cpu).
 """
@@ -22,6 +23,7 @@ from imprag_bench.harness.corpus import Corpus
 from imprag_bench.harness.hardware import use_bf16
 from imprag_bench.harness.index import build_index
 from imprag_bench.harness.options import BF16, Option, declare
+from imprag_bench.harness.pooling import CENTRE_OPTION, POOLING_OPTION, centre_vectors, corpus_mean_feature
 from imprag_bench.harness.prompting import lm_input
 from imprag_bench.harness.records import Example, Prediction
 from imprag_bench.harness.registry import SYSTEMS
@@ -30,6 +32,7 @@ from imprag_bench.imprag.generate import STAGES
 from imprag_bench.imprag.model import ImpRAGConfig, ImpRAGModel
 
 CONFIG_FILE = "imprag_config.json"
+POOLING_BINDING = {"last": "k_proj pre-RoPE, last token", "mean": "k_proj pre-RoPE, mean of the tokens"}
 
 
 def weights_digest(model, name: str) -> str:
@@ -56,12 +59,13 @@ def config_from_options(options: dict, folder: str | None = None) -> ImpRAGConfi
     saved = {}
     if folder and (Path(folder) / CONFIG_FILE).is_file():
         saved = json.loads((Path(folder) / CONFIG_FILE).read_text())
-    merged = {**saved, **{k: options[k] for k in ("b", "t", "l_max", "passage_encoding", "read_top_layers")
-                          if options.get(k) is not None}}
+    merged = {**saved, **{k: options[k] for k in ("b", "t", "l_max", "passage_encoding", "read_top_layers",
+                                                  "pooling") if options.get(k) is not None}}
     return ImpRAGConfig(b=merged.get("b"), t=merged.get("t"), k=int(options.get("k", 5)),
                         l_max=int(merged.get("l_max", 128)),
                         passage_encoding=merged.get("passage_encoding", "concat"),
-                        read_top_layers=bool(merged.get("read_top_layers", False)))
+                        read_top_layers=bool(merged.get("read_top_layers", False)),
+                        pooling=merged.get("pooling", "last"))
 
 
 class ImpRAGSystem:
@@ -71,6 +75,7 @@ class ImpRAGSystem:
         self.options = dict(options)
         self.name = options.get("label", "imprag")
         self.index = None
+        self.mu_q = None  # the corpus mean query subtracted with `centre`
         self.timings = dict.fromkeys(STAGES, 0.0)
         self.n_predicted = 0
 
@@ -89,23 +94,35 @@ class ImpRAGSystem:
         cfg, bf16 = self.model.cfg, use_bf16(ctx.opt("bf16", "auto"), ctx.opt("device", "cpu"))
         self.bf16 = bf16
         digest = weights_digest(hf, name)
+        centre = bool(ctx.opt("centre", False))
         binding = {"kind": "imprag-key", "model": digest, "b": self.model.b, "l_max": cfg.l_max,
-                   "corpus": corpus.digest(), "pooling": "k_proj pre-RoPE, last token", "bf16": bf16}
+                   "corpus": corpus.digest(), "pooling": POOLING_BINDING[cfg.pooling], "bf16": bf16}
         weights = "" if hf.dtype == torch.float32 else str(hf.dtype).removeprefix("torch.")
         if weights:  # fp32 bindings stay as before, so existing indexes stay valid
             binding["weights"] = weights
-        where = (Path(ctx.cache_dir) / "index" /
-                 f"imprag-{digest[:12]}-b{self.model.b}-l{cfg.l_max}{'-bf16' if bf16 else ''}"
-                 f"{'-w' + weights if weights else ''}-{corpus.digest()[:12]}")
-        texts = corpus.texts
+        stem = (f"imprag-{digest[:12]}-b{self.model.b}-l{cfg.l_max}{'-bf16' if bf16 else ''}"
+                f"{'-w' + weights if weights else ''}{'' if cfg.pooling == 'last' else '-' + cfg.pooling}")
+        where = Path(ctx.cache_dir) / "index" / f"{stem}-{corpus.digest()[:12]}"
+        texts, batch = corpus.texts, self.batch_size * 4
+        self.mu_q = None
+        mu_k = 0.0
+        if centre:  # harness.pooling: the corpus mean feature, projected to a mean query and a mean key
+            attn = self.model.runner.layer(self.model.b).self_attn
+            feature = corpus_mean_feature(where.with_name(f"{where.name}-centre"), corpus,
+                                          lambda t: self.model.embed_passages(t, batch, bf16, features=True),
+                                          binding, f"corpus mean of layer {self.model.b}'s input")
+            self.mu_q, mu_k = centre_vectors(feature, attn.q_proj, attn.k_proj, self.model.group_mean)
+            binding = {**binding, "centre": hashlib.sha256(mu_k.tobytes()).hexdigest()}
+            where = where.with_name(f"{where.name}-centred")
         self.index = build_index(where, corpus.ids,
-                                 lambda s, e: self.model.embed_passages(texts[s:e], self.batch_size * 4, bf16),
+                                 lambda s, e: self.model.embed_passages(texts[s:e], batch, bf16) - mu_k,
                                  binding, factory=ctx.opt("index", "auto"),
                                  desc=f"indexing corpus with layers 0..{self.model.b} of {name}")
 
     def retrieve(self, e_q, k: int) -> list[list[str]]:
-        """Top-k passage ids for query embeddings [B, d] (FAISS inner product)."""
-        return self.index.search(e_q, k)[1]
+        """Top-k passage ids for query embeddings [B, d] (FAISS inner product; less the corpus mean query
+        with `centre`)."""
+        return self.index.search(e_q if self.mu_q is None else e_q - self.mu_q, k)[1]
 
     def passage_texts(self, ids: list[str]) -> list[str]:
         """Passage texts as the index embedded them (title line, then text)."""
@@ -140,6 +157,8 @@ class ImpRAGSystem:
     passage_encoding=Option(str, "concat", "read the k passages as one sequence or each on its own",
                             choices=("concat", "independent")),
     read_top_layers=Option(bool, False, "read passages in the top layers too (t = N-1)"),
+    pooling=POOLING_OPTION,
+    centre=CENTRE_OPTION,
     bf16=BF16,
     index=Option(str, "auto", "FAISS index factory string, e.g. IVF65536_HNSW32,PQ64; auto: Flat up to 1M "
                  "passages, compressed above (harness.index.auto_factory)"),

@@ -44,6 +44,7 @@ class ImpRAGTrainConfig(SharedTrainConfig):
     t: int | None = None  # last reading layer (None: the paper's layer table / its scaling)
     query_k: int = 10  # E_q is computed at positions query_k * l_max, as at inference with k passages
     passage_encoding: str = "concat"
+    pooling: str = "last"  # "mean": an ablation axis (harness.pooling), never a paper recipe's
     lam: float = 1.0  # weight of J_ret (the paper gives none)
     gen_weight: float = 1.0
     score_scale: float | str = 1.0  # Eq. 3 has no scale; "1/sqrt(head_dim)" is the attention's own scale
@@ -66,7 +67,7 @@ def build_objective(cfg: ImpRAGTrainConfig, corpus) -> ImpRAGObjective:
     device = dist_env.rank_device(cfg["device"])  # one GPU per torchrun rank
     hf, tok = load_lm(cfg["model"], device=device)
     model = ImpRAGModel(hf, tok, ImpRAGConfig(b=cfg["b"], t=cfg["t"], l_max=cfg["l_max"], k=cfg["query_k"],
-                                              passage_encoding=cfg["passage_encoding"]))
+                                              passage_encoding=cfg["passage_encoding"], pooling=cfg["pooling"]))
     # every objective setting has a training-config key of the same name (checked by a test)
     ocfg = ObjectiveConfig(**{**{f.name: cfg[f.name] for f in fields(ObjectiveConfig)},
                               "bf16": use_bf16(cfg["bf16"], device)})

@@ -7,6 +7,8 @@ pooling, computed here from Hugging Face's own forward (independently of imprag/
 - query E_q: pre-RoPE query (q_proj) at layer b of the query's last token, the query heads of each GQA group
   averaged -> [n_kv_heads * head_dim]; the query starts at position 0 (a separate retriever has no passages
   before the prompt; with pre-RoPE vectors and relative RoPE in layers 0..b-1 an offset changes nothing);
+- `pooling: mean` (an ablation axis, never the paper's; harness.pooling): the mean over the real tokens of
+  those states instead of the last token's; `centre` (evaluation) subtracts the corpus mean query and key;
 - score: plain dot product (training may multiply it by a scale: RATrainConfig.score_scale, 1 as in Eq. 3
   or the attention's own 1/sqrt(head_dim) of the CPU recipe).
 The copy keeps layers 0..b and runs them all (layer b's output is unused: one layer of waste buys HF's own
@@ -17,6 +19,7 @@ its weights never alias the reader's.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from pathlib import Path
 
@@ -28,9 +31,12 @@ from tqdm.auto import tqdm
 from imprag_bench.harness.corpus import Corpus
 from imprag_bench.harness.index import build_index
 from imprag_bench.harness.lm import pad, paper_layer_groups
+from imprag_bench.harness.pooling import (centre_vectors, check as check_pooling, corpus_mean_feature, describe,
+                                          pool_tokens)
 
 RETRIEVER_FILE = "retriever.json"
-POOLING = "last token; E_q = GQA-group-mean pre-RoPE q_proj, E_p = pre-RoPE k_proj, at layer b"
+POOLING = {"last": "last token; E_q = GQA-group-mean pre-RoPE q_proj, E_p = pre-RoPE k_proj, at layer b",
+           "mean": "mean of the tokens; E_q = GQA-group-mean pre-RoPE q_proj, E_p = pre-RoPE k_proj, at layer b"}
 
 
 def truncate_copy(hf_model, n_keep: int):
@@ -46,14 +52,16 @@ def truncate_copy(hf_model, n_keep: int):
 
 
 class LMSliceEncoder(nn.Module):
-    """Bi-encoder over a truncated LM copy (layers 0..b), ImpRAG's last-token q/k pooling at layer b."""
+    """Bi-encoder over a truncated LM copy (layers 0..b), ImpRAG's q/k pooling at layer b (last token, or the
+    mean of the tokens with `pooling: mean`)."""
 
-    def __init__(self, hf_slice, tok, l_max: int = 128):
+    def __init__(self, hf_slice, tok, l_max: int = 128, pooling: str = "last"):
         super().__init__()
         self.hf = hf_slice
         self.tok = tok
         self.b = hf_slice.config.num_hidden_layers - 1
         self.l_max = l_max
+        self.pooling = check_pooling(pooling, "LMSliceEncoder")
         cfg = hf_slice.config
         self.n_kv = cfg.num_key_value_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
@@ -61,14 +69,16 @@ class LMSliceEncoder(nn.Module):
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
 
     @classmethod
-    def from_lm(cls, hf_model, tok, b: int | None = None, l_max: int = 128) -> "LMSliceEncoder":
+    def from_lm(cls, hf_model, tok, b: int | None = None, l_max: int = 128,
+                pooling: str = "last") -> "LMSliceEncoder":
         """A separate copy of layers 0..b of `hf_model` (default b: ImpRAG's bottom-group boundary)."""
         if b is None:
             b = paper_layer_groups(hf_model.config.num_hidden_layers)[0]
-        return cls(truncate_copy(hf_model, b + 1), tok, l_max)
+        return cls(truncate_copy(hf_model, b + 1), tok, l_max, pooling)
 
     @classmethod
-    def load(cls, folder: str | Path, device: str = "cpu") -> "LMSliceEncoder":
+    def load(cls, folder: str | Path, device: str = "cpu", pooling: str | None = None) -> "LMSliceEncoder":
+        """The copy `save` wrote; `pooling` overrides the one it was trained with (an evaluation ablation)."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         meta = json.loads((Path(folder) / RETRIEVER_FILE).read_text())
@@ -77,7 +87,7 @@ class LMSliceEncoder(nn.Module):
             tok.pad_token = tok.eos_token
         tok.padding_side = "left"
         hf = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).to(device).eval()
-        return cls(hf, tok, int(meta.get("l_max", 128)))
+        return cls(hf, tok, int(meta.get("l_max", 128)), pooling or meta.get("pooling_mode", "last"))
 
     def save(self, folder: str | Path, state: dict | None = None) -> None:
         """The copy as a folder `LMSliceEncoder.load` reads; `state`: the weights to write (a training loop's
@@ -86,7 +96,8 @@ class LMSliceEncoder(nn.Module):
         folder.mkdir(parents=True, exist_ok=True)
         self.hf.save_pretrained(folder, state_dict=state)
         self.tok.save_pretrained(folder)
-        meta = {"kind": "lm-slice", "b": self.b, "l_max": self.l_max, "pooling": POOLING}
+        meta = {"kind": "lm-slice", "b": self.b, "l_max": self.l_max, "pooling": POOLING[self.pooling],
+                "pooling_mode": self.pooling}
         (folder / RETRIEVER_FILE).write_text(json.dumps(meta, indent=1))
 
     @property
@@ -112,13 +123,13 @@ class LMSliceEncoder(nn.Module):
         return [list(x) for x in self.tok(list(texts), add_special_tokens=False)["input_ids"]] if texts else []
 
     def _layer_b_input(self, ids: Tensor, mask: Tensor) -> Tensor:
-        """Layer b's normalised input at each sequence's last real token (positions count real tokens only)."""
+        """Layer b's normalised input at each sequence's last real token, or its mean over the real tokens
+        (`pooling: mean`); positions count real tokens only."""
         pos = (mask.long().cumsum(-1) - 1).clamp(min=0)
         out = self.hf.model(input_ids=ids, attention_mask=mask.long(), position_ids=pos, use_cache=False,
                             output_hidden_states=True)
         h = out.hidden_states[self.b]  # the output of layer b-1 = the input of layer b
-        last = mask.shape[1] - 1 - mask.flip(-1).long().argmax(-1)
-        return self.hf.model.layers[self.b].input_layernorm(h[torch.arange(h.shape[0], device=h.device), last])
+        return pool_tokens(self.hf.model.layers[self.b].input_layernorm(h), mask, self.pooling)
 
     def passage_features(self, texts: list[str]) -> Tensor:
         """Layer b's normalised inputs [n, hidden] of the passages' last tokens (E_p = k_proj of them):
@@ -184,24 +195,34 @@ class LMSliceRetriever:
     name = "lm-slice"
 
     def __init__(self, corpus: Corpus, cache_dir: Path, folder: str | Path, factory: str = "auto",
-                 device: str = "cpu", bf16: bool = True, encoder: LMSliceEncoder | None = None):
+                 device: str = "cpu", bf16: bool = True, encoder: LMSliceEncoder | None = None,
+                 pooling: str | None = None, centre: bool = False):
         from imprag_bench.harness.dense import folder_digest
 
         self.corpus = corpus
-        self.encoder = encoder or LMSliceEncoder.load(folder, device)
+        self.encoder = encoder or LMSliceEncoder.load(folder, device, pooling)
         self.encoder.hf.eval()
+        enc = self.encoder
         digest = folder_digest(folder)
         self.bf16 = bf16
-        binding = {"kind": "lm-slice", "weights": digest, "b": self.encoder.b, "l_max": self.encoder.l_max,
-                   "pooling": POOLING, "corpus": corpus.digest(), "bf16": bf16}
-        where = Path(cache_dir) / "index" / f"lmslice-{digest[:12]}{'-bf16' if bf16 else ''}-{corpus.digest()[:12]}"
+        binding = {"kind": "lm-slice", "weights": digest, "b": enc.b, "l_max": enc.l_max,
+                   "pooling": POOLING[enc.pooling], "corpus": corpus.digest(), "bf16": bf16}
+        mode = "" if enc.pooling == "last" and not centre else "-" + describe(enc.pooling, centre).replace("+", "-")
+        where = Path(cache_dir) / "index" / f"lmslice-{digest[:12]}{'-bf16' if bf16 else ''}{mode}-{corpus.digest()[:12]}"
         texts = corpus.texts
-        self.index = build_index(where, corpus.ids, lambda s, e: self.encoder.encode_passages(texts[s:e], 32, bf16),
-                                 binding,
-                                 factory=factory, desc=f"indexing corpus with layers 0..{self.encoder.b} (copy)")
+        self.mu_q, mu_k = None, 0.0
+        if centre:  # harness.pooling: the corpus mean feature, projected to a mean query and a mean key
+            feature = corpus_mean_feature(where.with_name(f"{where.name}-features"), corpus,
+                                          lambda t: enc.encode_features(t, "passage", 32, bf16), binding,
+                                          f"corpus mean of layer {enc.b}'s input (copy)")
+            self.mu_q, mu_k = centre_vectors(feature, *enc.projections, enc.group_mean)
+            binding = {**binding, "centre": hashlib.sha256(mu_k.tobytes()).hexdigest()}
+        self.index = build_index(where, corpus.ids, lambda s, e: enc.encode_passages(texts[s:e], 32, bf16) - mu_k,
+                                 binding, factory=factory, desc=f"indexing corpus with layers 0..{enc.b} (copy)")
 
     def search(self, queries: list[str], k: int) -> list[list[str]]:
-        return self.index.search(self.encoder.encode_queries(queries, bf16=self.bf16), k)[1]
+        e_q = self.encoder.encode_queries(queries, bf16=self.bf16)
+        return self.index.search(e_q if self.mu_q is None else e_q - self.mu_q, k)[1]
 
     def sizes(self) -> tuple[int, int]:
         """(the weights it runs: embeddings + layers 0..b, the FAISS index's bytes)."""
