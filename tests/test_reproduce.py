@@ -3,6 +3,7 @@ evaluation, the same command continues and ends with the files of an uninterrupt
 (paired statistics, figure, manifest, costs, report) are there."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -192,3 +193,41 @@ def test_the_stats_stage_writes_the_references_deltas_and_each_matched_pair(tmp_
     mine = table[(table["reference"] == "imprag-x") & (table["scope"] == "ALL:all") & (table["metric"] == "em")]
     assert mine["delta"].item() == 0.0  # every example differs, in turn either way: equal means
     assert (tmp_path / "headline.png").stat().st_size > 0
+
+
+def test_checkpoint_of_evaluates_a_trained_checkpoint_again_with_its_own_options():
+    """The pooling preset's centred rows: `checkpoint_of` reuses another entry's checkpoint (nothing more
+    trains), `options` are validated against the system's declared options before anything runs, and
+    selecting such a row keeps the entry it reads."""
+    from imprag_bench.harness import cli  # noqa: F401
+    from imprag_bench.harness.errors import UserError
+    from imprag_bench.harness.reproduce import ReproducePreset, system_entries, train_configs
+
+    preset = ReproducePreset.load("pooling")
+    picked = preset.select(["ra-dit-llama-mean-centre"])
+    assert [s["label"] for s in picked.systems] == ["untrained-last", "ra-dit-llama-mean", "ra-dit-llama-mean-centre"]
+    assert [s["label"] for s, _ in train_configs(picked, Path("out"), [])] == ["ra-dit-llama-mean"]
+    entries = system_entries(picked, {"ra-dit-llama-mean": Path("ck")}, "cpu", bf16=False)
+    assert entries[2] == {"name": "ra-dit-llama", "checkpoint": "ck", "centre": True, "bf16": False,
+                          "label": "ra-dit-llama-mean-centre"}
+    assert entries[1]["checkpoint"] == "ck" and "centre" not in entries[1]
+    base = [{"label": "a", "train": "imprag"}]
+    for bad, match in (({"label": "b", "checkpoint_of": "nope"}, "not a trained system"),
+                       ({"label": "b", "checkpoint_of": "a", "options": {"centre": "maybe"}}, "centre"),
+                       ({"label": "b", "checkpoint_of": "a", "options": {"pooling": "max"}}, "last, mean"),
+                       ({"label": "b", "checkpoint_of": "a", "options": {"checkpoint": "x"}}, "mapping"),
+                       ({"label": "b", "checkpoint_of": "a", "train": "imprag"}, "exactly one")):
+        with pytest.raises(UserError, match=match):
+            ReproducePreset("t", "quick", "a", {}, base + [bad]).validated()
+
+
+def test_reproduce_help_names_every_preset():
+    from importlib import resources
+
+    root = Path(__file__).resolve().parents[1]
+    res = subprocess.run([sys.executable, "-m", "imprag_bench.harness.cli", "reproduce", "--help"], cwd=root,
+                         capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "300"})
+    text = " ".join(res.stdout.split())
+    folder = resources.files("imprag_bench.harness.presets").joinpath("reproduce")
+    for name in sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml")):
+        assert re.search(rf"[ |]{re.escape(name)}( |$)", text), name

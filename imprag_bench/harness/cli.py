@@ -223,7 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("reproduce", help="the headline experiment: train every system at one budget, evaluate, "
                                           "paired statistics, figure, costs, manifest; resumable")
     rp.add_argument("--preset", default="cpu",
-                    help="presets/reproduce/<name>.yaml: cpu (default) | smoke | paper | paper-8b (GPUs)")
+                    help="presets/reproduce/<name>.yaml: cpu (default, the headline) | smoke | paper | paper-8b "
+                         "(GPUs) | the analyses layer-sweep | objective-ablation | learning-curve | pooling")
     rp.add_argument("--out", help="results folder (default runs/reproduce-<preset>; the same command resumes it)")
     rp.add_argument("--systems", nargs="+", metavar="LABEL", help="only these systems (the reference stays)")
     rp.add_argument("--train-set", nargs="+", default=[], metavar="KEY=VALUE", dest="train_set",

@@ -32,7 +32,8 @@ STAGES = ("train", "eval", "stats", "costs")
 @dataclass
 class ReproducePreset:
     """A headline experiment: the training budget, the evaluation, and the systems (untrained by `spec`,
-    trained by `train` + `recipe`)."""
+    trained by `train` + `recipe`, or another evaluation of a trained one's checkpoint by `checkpoint_of`; a
+    trained entry's `options` are its evaluation options, e.g. `{centre: true}`)."""
 
     name: str
     budget: str
@@ -72,14 +73,28 @@ class ReproducePreset:
         labels = [s.get("label") for s in self.systems]
         if None in labels or len(set(labels)) != len(labels):
             raise UserError(f"{where}: every system needs a unique label (got {labels})")
+        trained = {s["label"]: s["train"] for s in self.systems if "train" in s}
         for s in self.systems:
-            extra = set(s) - {"label", "spec", "train", "recipe", "set"}
-            if extra or ("spec" in s) == ("train" in s):
-                raise UserError(f"{where}: system {s['label']!r} needs exactly one of spec / train "
-                                f"(+ recipe, set){'; unknown keys ' + str(sorted(extra)) if extra else ''}")
+            extra = set(s) - {"label", "spec", "train", "recipe", "set", "checkpoint_of", "options"}
+            kinds = sum(k in s for k in ("spec", "train", "checkpoint_of"))
+            if extra or kinds != 1 or ("options" in s and "spec" in s):
+                raise UserError(f"{where}: system {s['label']!r} needs exactly one of spec / train (+ recipe, "
+                                f"set, options) / checkpoint_of (+ options)"
+                                f"{'; unknown keys ' + str(sorted(extra)) if extra else ''}")
             if "train" in s:
                 TRAINERS.get(s["train"])
                 SYSTEMS.get(s["train"])
+            if "checkpoint_of" in s and s["checkpoint_of"] not in trained:
+                raise UserError(f"{where}: system {s['label']!r}: checkpoint_of {s['checkpoint_of']!r} is not a "
+                                f"trained system of this preset ({', '.join(trained) or 'none'})")
+            if "options" in s:  # checked now, with a stand-in for the checkpoint training will make
+                from imprag_bench.harness.options import validate
+
+                if not isinstance(s["options"], dict) or "checkpoint" in s["options"]:
+                    raise UserError(f"{where}: system {s['label']!r}: options must be a mapping of evaluation "
+                                    "options (the checkpoint is the trained one)")
+                validate(trained.get(s.get("checkpoint_of"), s.get("train")), {"checkpoint": ".", **s["options"]},
+                         f"{where}, system {s['label']!r}")
         if self.reference not in labels:
             raise UserError(f"{where}: reference {self.reference!r} is not one of the systems {labels}")
         if self.analysis:
@@ -105,6 +120,7 @@ class ReproducePreset:
         if bad:
             raise UserError(f"--systems: unknown labels {bad} (this preset has: {', '.join(known)})")
         keep = set(labels) | {self.reference}
+        keep |= {s["checkpoint_of"] for s in self.systems if s["label"] in keep and "checkpoint_of" in s}
         rows = {k: v for k, v in self.analysis.get("rows", {}).items() if k in keep}
         return dataclasses.replace(self, systems=[s for s in self.systems if s["label"] in keep],
                                    pairs=[p for p in self.pairs if set(p) <= keep],
@@ -166,8 +182,10 @@ def system_entries(preset: ReproducePreset, checkpoints: dict[str, Path], device
         if "spec" in s:
             parsed = SystemSpec.parse(s["spec"])
             name, opts = parsed.name, dict(parsed.options)
-        else:
-            name, opts = s["train"], {"checkpoint": str(checkpoints[s["label"]])}
+        else:  # a trained system, or another evaluation of one's checkpoint (checkpoint_of), with its options
+            source = s.get("checkpoint_of", s["label"])
+            name = next(x["train"] for x in preset.systems if x["label"] == source)
+            opts = {"checkpoint": str(checkpoints[source]), **s.get("options", {})}
         declared = getattr(SYSTEMS.get(name), "options", None) or {}
         for key, value in preset.eval_options.items():
             if key in declared and key not in opts:

@@ -56,6 +56,8 @@ ADDITIONS = {
                       "prompted Llama-3.1-70B with Wikipedia paragraphs, and that data is not released",
     "pubmedqa-artificial": "PubMedQA's 5,000 items come from its pqa_artificial subset: the labelled one has 1,000 "
                            "examples and the paper does not say which it used",
+    "mean-pooling": "E_q / E_p are the mean of the tokens' layer-b q/k states, not the last token's (harness.pooling): "
+                    "the pooling ablation axis, added to a config by `pooling=mean`, never by a recipe",
     "aida-window": "evaluation: AIDA's KILT input (a whole news document) is cut to 64 words each side of the "
                    "marked mention, so that it fits the reader's context beside k passages; the paper does not say",
 }
@@ -248,6 +250,8 @@ def load_train_preset(system: str, budget: str, cls: type, file: str | None = No
     if budget == "paper" and set(cfg.additions) - set(UNAVOIDABLE):
         raise UserError(f"{where}: the paper budget can carry only what the hub forces ({', '.join(UNAVOIDABLE)}), "
                         f"not {sorted(set(cfg.additions) - set(UNAVOIDABLE))}")
+    if getattr(cfg, "pooling", "last") != "last" and "mean-pooling" not in cfg.additions:
+        cfg.additions = [*cfg.additions, "mean-pooling"]  # an ablation setting is named where the config is
     return cfg
 
 
