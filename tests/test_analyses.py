@@ -107,23 +107,8 @@ def test_learning_curve_preset_spans_30x_and_its_csv(tmp_path: Path):
 def test_layer_sweep_runs_end_to_end_on_a_tiny_model(tmp_path: Path):
     """The preset through the real command (two points, tiny random Llama, 200 passages): the analysis reads the
     manifest and checkpoints the reproduce stages wrote."""
-    import subprocess
-    import sys
-
-    from tests.tiny import byte_tokenizer, tiny_llama
-    model = tmp_path / "tiny"
-    tiny_llama(n_layers=4).save_pretrained(model)
-    byte_tokenizer().save_pretrained(model)
-    small = [f"model={model}", "corpus_limit=200"]
-    out = tmp_path / "sweep"
-    cmd = [sys.executable, "-m", "imprag_bench.harness.cli", "reproduce", "--preset", "layer-sweep", "--out", str(out),
-           "--systems", "b8-t20", "b8-t16", "--train-set", *small, "b=1", "t=2", "steps=2", "batch_size=4",
-           "bf16=false", "train_fewshot=0", "max_prompt_tokens=48", "max_target_tokens=8",
-           "--run-set", *small, "n=3", "max_new_tokens=3", "fewshot=1", "--no-costs"]
-    root = Path(__file__).resolve().parents[1]
-    res = subprocess.run(cmd, cwd=root, env={**__import__("os").environ, "PYTHONPATH": str(root),
-                                             "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
+    from tests.tiny import run_tiny_reproduce
+    out = run_tiny_reproduce(tmp_path, "layer-sweep", ["b8-t20", "b8-t16"], ["b=1", "t=2", "steps=2"], ["n=3"])
     sweep = pd.read_csv(out / "sweep.csv")
     assert sorted(sweep["system"]) == ["b8-t16", "b8-t20"] and set(sweep["b"]) == {1} and set(sweep["t"]) == {2}
     assert set(sweep["n"]) == {3} and set(sweep["steps"]) == {2} and sweep["checkpoint_sha256"].notna().all()

@@ -166,29 +166,13 @@ def test_paper_recipes_keep_last_token_pooling():
 def test_pooling_preset_runs_end_to_end_on_a_tiny_model(tmp_path):
     """Through the real command: RA-DIT-Llama trained with `pooling=mean` (named `mean-pooling` in its
     additions), its checkpoint evaluated again centred (checkpoint_of), beside the untrained reference."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
     import pandas as pd
 
-    from tests.tiny import byte_tokenizer
+    from tests.tiny import run_tiny_reproduce
 
-    model = tmp_path / "tiny"
-    tiny_llama(n_layers=4).save_pretrained(model)
-    byte_tokenizer().save_pretrained(model)
-    small = [f"model={model}", "corpus_limit=200"]
-    out = tmp_path / "pooling"
-    cmd = [sys.executable, "-m", "imprag_bench.harness.cli", "reproduce", "--preset", "pooling", "--out", str(out),
-           "--systems", "ra-dit-llama-mean-centre", "--train-set", *small, "b=1", "steps=2", "retriever_steps=2",
-           "batch_size=4", "bf16=false", "train_fewshot=0", "max_prompt_tokens=48", "max_target_tokens=8",
-           "--run-set", *small, "n=3", "max_new_tokens=3", "fewshot=1", "tasks=[nq]",
-           f"cache_dir={tmp_path / 'c'}", "--no-costs"]
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
-    res = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
+    out = run_tiny_reproduce(tmp_path, "pooling", ["ra-dit-llama-mean-centre"],
+                             ["b=1", "steps=2", "retriever_steps=2"],
+                             ["n=3", "tasks=[nq]", f"cache_dir={tmp_path / 'c'}"])
     board = pd.read_csv(out / "leaderboard.csv")
     assert set(board["system"]) == {"untrained-last", "ra-dit-llama-mean", "ra-dit-llama-mean-centre"}
     systems = json.loads((out / "manifest.json").read_text())["systems"]

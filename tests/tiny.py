@@ -40,3 +40,27 @@ def tiny_llama(n_layers: int = 4, hidden: int = 64, heads: int = 4, kv_heads: in
             if p.dim() == 2:
                 p.normal_(0.0, 0.15)
     return model
+
+
+def run_tiny_reproduce(tmp_path, preset: str, systems: list[str], train_set: list[str], run_set: list[str]):
+    """`imprag-bench reproduce --preset PRESET` as a subprocess on a tiny random Llama (saved under tmp_path) over
+    200 passages, with the small settings every such test needs; returns the results folder."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    model = tmp_path / "tiny"
+    tiny_llama(n_layers=4).save_pretrained(model)
+    byte_tokenizer().save_pretrained(model)
+    small = [f"model={model}", "corpus_limit=200"]
+    out = tmp_path / preset
+    cmd = [sys.executable, "-m", "imprag_bench.harness.cli", "reproduce", "--preset", preset, "--out", str(out),
+           "--systems", *systems, "--train-set", *small, "batch_size=4", "bf16=false", "train_fewshot=0",
+           "max_prompt_tokens=48", "max_target_tokens=8", *train_set,
+           "--run-set", *small, "max_new_tokens=3", "fewshot=1", *run_set, "--no-costs"]
+    root = Path(__file__).resolve().parents[1]
+    res = subprocess.run(cmd, cwd=root, env={**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"},
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out

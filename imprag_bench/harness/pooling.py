@@ -85,3 +85,13 @@ def corpus_mean_feature(where, corpus, encode_features, binding: dict, desc: str
                         {**binding, "kind": f"{binding.get('kind', '')}-centre-features",
                          "sample": len(rows)}, factory="Flat", desc=desc)
     return index.index.reconstruct_n(0, index.index.ntotal).astype(np.float64).mean(0).astype(np.float32)
+
+
+def corpus_centring(where, corpus, encode_features, binding: dict, projections, group_mean, desc: str):
+    """`centre`'s vectors for one retriever: (mean query [d], mean key [d], `binding` plus the mean key's
+    digest), from `corpus_mean_feature` (cached in `where`) and layer b's (q_proj, k_proj) `projections`."""
+    import hashlib
+
+    feature = corpus_mean_feature(where, corpus, encode_features, binding, desc)
+    mu_q, mu_k = centre_vectors(feature, *projections, group_mean)
+    return mu_q, mu_k, {**binding, "centre": hashlib.sha256(mu_k.tobytes()).hexdigest()}

@@ -23,7 +23,7 @@ from imprag_bench.harness.corpus import Corpus
 from imprag_bench.harness.hardware import use_bf16
 from imprag_bench.harness.index import build_index
 from imprag_bench.harness.options import BF16, Option, declare
-from imprag_bench.harness.pooling import CENTRE_OPTION, POOLING_OPTION, centre_vectors, corpus_mean_feature
+from imprag_bench.harness.pooling import CENTRE_OPTION, POOLING_OPTION, corpus_centring
 from imprag_bench.harness.prompting import lm_input
 from imprag_bench.harness.records import Example, Prediction
 from imprag_bench.harness.registry import SYSTEMS
@@ -108,11 +108,10 @@ class ImpRAGSystem:
         mu_k = 0.0
         if centre:  # harness.pooling: the corpus mean feature, projected to a mean query and a mean key
             attn = self.model.runner.layer(self.model.b).self_attn
-            feature = corpus_mean_feature(where.with_name(f"{where.name}-centre"), corpus,
-                                          lambda t: self.model.embed_passages(t, batch, bf16, features=True),
-                                          binding, f"corpus mean of layer {self.model.b}'s input")
-            self.mu_q, mu_k = centre_vectors(feature, attn.q_proj, attn.k_proj, self.model.group_mean)
-            binding = {**binding, "centre": hashlib.sha256(mu_k.tobytes()).hexdigest()}
+            self.mu_q, mu_k, binding = corpus_centring(
+                where.with_name(f"{where.name}-centre"), corpus,
+                lambda t: self.model.embed_passages(t, batch, bf16, features=True), binding,
+                (attn.q_proj, attn.k_proj), self.model.group_mean, f"corpus mean of layer {self.model.b}'s input")
             where = where.with_name(f"{where.name}-centred")
         self.index = build_index(where, corpus.ids,
                                  lambda s, e: self.model.embed_passages(texts[s:e], batch, bf16) - mu_k,

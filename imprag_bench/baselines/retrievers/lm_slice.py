@@ -19,7 +19,6 @@ its weights never alias the reader's.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 from pathlib import Path
 
@@ -31,8 +30,7 @@ from tqdm.auto import tqdm
 from imprag_bench.harness.corpus import Corpus
 from imprag_bench.harness.index import build_index
 from imprag_bench.harness.lm import pad, paper_layer_groups
-from imprag_bench.harness.pooling import (centre_vectors, check as check_pooling, corpus_mean_feature, describe,
-                                          pool_tokens)
+from imprag_bench.harness.pooling import check as check_pooling, corpus_centring, describe, pool_tokens
 
 RETRIEVER_FILE = "retriever.json"
 POOLING = {"last": "last token; E_q = GQA-group-mean pre-RoPE q_proj, E_p = pre-RoPE k_proj, at layer b",
@@ -212,11 +210,10 @@ class LMSliceRetriever:
         texts = corpus.texts
         self.mu_q, mu_k = None, 0.0
         if centre:  # harness.pooling: the corpus mean feature, projected to a mean query and a mean key
-            feature = corpus_mean_feature(where.with_name(f"{where.name}-features"), corpus,
-                                          lambda t: enc.encode_features(t, "passage", 32, bf16), binding,
-                                          f"corpus mean of layer {enc.b}'s input (copy)")
-            self.mu_q, mu_k = centre_vectors(feature, *enc.projections, enc.group_mean)
-            binding = {**binding, "centre": hashlib.sha256(mu_k.tobytes()).hexdigest()}
+            self.mu_q, mu_k, binding = corpus_centring(
+                where.with_name(f"{where.name}-features"), corpus,
+                lambda t: enc.encode_features(t, "passage", 32, bf16), binding, enc.projections, enc.group_mean,
+                f"corpus mean of layer {enc.b}'s input (copy)")
         self.index = build_index(where, corpus.ids, lambda s, e: enc.encode_passages(texts[s:e], 32, bf16) - mu_k,
                                  binding, factory=factory, desc=f"indexing corpus with layers 0..{enc.b} (copy)")
 
