@@ -1,0 +1,36 @@
+"""docs/results.md's analysis tables (the layer sweep, the learning curve) are typed from the committed CSVs:
+each row must agree with its CSV, so a rerun that changes a number cannot leave the prose table stale."""
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = (ROOT / "docs" / "results.md").read_text()
+
+
+def cell(value: float, lo: float, hi: float) -> str:
+    return f"{value:.1f} [{lo:.1f}, {hi:.1f}]"
+
+
+def test_layer_sweep_table_matches_sweep_csv():
+    sweep = pd.read_csv(ROOT / "results" / "layer-sweep" / "sweep.csv")
+    assert len(sweep) >= 6
+    for r in sweep.itertuples():
+        row = (f"| {r.b} | {r.t} | {cell(r.em, r.em_lo, r.em_hi)} | {cell(r.recall, r.recall_lo, r.recall_hi)} "
+               f"| {r.distinct_top1} | {r.train_wall_s:.0f} |")
+        assert row in DOC, row
+
+
+def test_learning_curve_table_matches_curve_csv():
+    curve = pd.read_csv(ROOT / "results" / "learning-curve" / "curve.csv")
+    columns = [("imprag", "nq"), ("imprag", "trex"), ("ra-dit-llama", "nq"), ("ra-dit-llama", "trex")]
+    at = curve.set_index(["retrieval_steps", "family", "task"])
+    steps = sorted(curve["retrieval_steps"].unique())
+    assert len(steps) >= 4 and steps[-1] / steps[0] >= 30
+    for s in steps:
+        cells = []
+        for family, task in columns:
+            r = at.loc[(s, family, task)]
+            cells.append(f"{cell(r['recall'], r['recall_lo'], r['recall_hi'])} / {r['distinct_top1']}")
+        row = f"| {s} | " + " | ".join(cells) + " |"
+        assert row in DOC, row
