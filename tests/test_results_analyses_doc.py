@@ -1,5 +1,6 @@
-"""docs/results.md's analysis tables (the layer sweep, the learning curve) are typed from the committed CSVs:
-each row must agree with its CSV, so a rerun that changes a number cannot leave the prose table stale."""
+"""docs/results.md's analysis tables (the layer sweep, the learning curve, the objective ablation) are typed
+from the committed CSVs: each row must agree with its CSV, so a rerun that changes a number cannot leave the
+prose table stale."""
 from pathlib import Path
 
 import pandas as pd
@@ -33,4 +34,22 @@ def test_learning_curve_table_matches_curve_csv():
             r = at.loc[(s, family, task)]
             cells.append(f"{cell(r['recall'], r['recall_lo'], r['recall_hi'])} / {r['distinct_top1']}")
         row = f"| {s} | " + " | ".join(cells) + " |"
+        assert row in DOC, row
+
+
+def test_objective_ablation_table_matches_leaderboard_and_table3():
+    run = ROOT / "results" / "objective-ablation"
+    board = pd.read_csv(run / "leaderboard.csv").set_index(["system", "task"])
+    paper = pd.read_csv(run / "table3.csv").query("task == 'avg' and source != 'ours'").set_index("objective")
+    rows = [("imprag-warmup-only", "warmup-only"), ("imprag-distill-only", "distill-only"), ("imprag-both", "both"),
+            ("closed-book", None)]
+    for label, objective in rows:
+        a = board.loc[(label, "ALL:all")]
+        recall = "–" if pd.isna(a["recall"]) else cell(a["recall"], a["recall_lo"], a["recall_hi"])
+        groups = " | ".join(f"{board.loc[(label, 'ALL:' + g), 'em']:.1f}"
+                            for g in ("seen", "unseen-qa", "unseen-format"))
+        top1 = board.loc[label]["distinct_top1"].dropna()
+        top1 = f"{int(top1.min())}-{int(top1.max())}" if len(top1) else "–"
+        theirs = f"{paper.loc[objective, 'em']:.1f} ({paper.loc[objective, 'recall']:.1f})" if objective else "–"
+        row = f"| {label} | {cell(a['em'], a['em_lo'], a['em_hi'])} | {recall} | {groups} | {top1} | {theirs} |"
         assert row in DOC, row
