@@ -168,7 +168,7 @@ def _cmd_reproduce(args) -> None:
     command = "imprag-bench " + " ".join(shlex.quote(a) for a in (args.argv or []))
     done = reproduce(args.preset, out, command, args.systems, args.train_set, args.run_set, costs=not args.no_costs,
                      eval_set=args.eval_set)
-    print(f"wrote {done}: leaderboard.csv, paired.csv, headline.png, costs.csv, manifest.json, report.html")
+    print(f"wrote {done}: {', '.join(sorted(p.name for p in Path(done).iterdir() if p.is_file()))}")
 
 
 def build_parser() -> argparse.ArgumentParser:

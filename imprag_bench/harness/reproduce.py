@@ -303,5 +303,5 @@ def _reproduce(preset: ReproducePreset, out: Path, command: str, train_set, cfg:
     if rank == 0:
         report_html.write_report(out)
     dist.barrier()
-    log(f"reproduce: {out} (leaderboard.csv, paired.csv, headline.png, costs.csv, manifest.json, report.html)")
+    log(f"reproduce: {out} ({', '.join(sorted(p.name for p in Path(out).iterdir() if p.is_file()))})")
     return out
