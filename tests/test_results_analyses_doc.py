@@ -1,6 +1,6 @@
-"""docs/results.md's analysis tables (the layer sweep, the learning curve, the objective ablation) are typed
-from the committed CSVs: each row must agree with its CSV, so a rerun that changes a number cannot leave the
-prose table stale."""
+"""docs/results.md's analysis tables (layer sweep, learning curve, objective ablation, pooling) are typed from
+the committed CSVs: each row must agree with its CSV, so a rerun that changes a number cannot leave the prose
+table stale."""
 from pathlib import Path
 
 import pandas as pd
@@ -52,4 +52,16 @@ def test_objective_ablation_table_matches_leaderboard_and_table3():
         top1 = f"{int(top1.min())}-{int(top1.max())}" if len(top1) else "–"
         theirs = f"{paper.loc[objective, 'em']:.1f} ({paper.loc[objective, 'recall']:.1f})" if objective else "–"
         row = f"| {label} | {cell(a['em'], a['em_lo'], a['em_hi'])} | {recall} | {groups} | {top1} | {theirs} |"
+        assert row in DOC, row
+
+
+def test_pooling_table_matches_leaderboard():
+    board = pd.read_csv(ROOT / "results" / "pooling" / "leaderboard.csv").set_index(["system", "task"])
+    systems = list(board.index.get_level_values("system").unique())
+    assert len(systems) == 12
+    for system in systems:
+        nq, trex = board.loc[(system, "nq")], board.loc[(system, "trex")]
+        row = (f"| {system} | {nq['em']:.1f} | {cell(nq['recall'], nq['recall_lo'], nq['recall_hi'])} | "
+               f"{trex['em']:.1f} | {cell(trex['recall'], trex['recall_lo'], trex['recall_hi'])} | "
+               f"{int(nq['distinct_top1'])}, {int(trex['distinct_top1'])} |")
         assert row in DOC, row
