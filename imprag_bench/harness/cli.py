@@ -163,12 +163,12 @@ SYSTEMS_HELP = """system specs (--systems, or a preset's systems list):
 def _cmd_reproduce(args) -> None:
     import shlex
 
-    from imprag_bench.harness.reproduce import reproduce
+    from imprag_bench.harness.reproduce import folder_files, reproduce
     out = args.out or f"runs/reproduce-{args.preset}"
     command = "imprag-bench " + " ".join(shlex.quote(a) for a in (args.argv or []))
     done = reproduce(args.preset, out, command, args.systems, args.train_set, args.run_set, costs=not args.no_costs,
                      eval_set=args.eval_set)
-    print(f"wrote {done}: {', '.join(sorted(p.name for p in Path(done).iterdir() if p.is_file()))}")
+    print(f"wrote {done}: {folder_files(done)}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -127,6 +127,11 @@ class ReproducePreset:
                                    analysis={**self.analysis, "rows": rows} if self.analysis else {})
 
 
+def folder_files(out: Path) -> str:
+    """The files a results folder holds, named for the closing message (what was written, not what might be)."""
+    return ", ".join(sorted(p.name for p in Path(out).iterdir() if p.is_file()))
+
+
 def train_configs(preset: ReproducePreset, out: Path, train_set: list[str]) -> list[tuple[dict, object]]:
     """(system entry, resolved training config) of each trained system: the budget, then the preset's
     `train_set`, the system's `set`, then `--train-set`. Every config is checked before anything trains."""
@@ -303,5 +308,5 @@ def _reproduce(preset: ReproducePreset, out: Path, command: str, train_set, cfg:
     if rank == 0:
         report_html.write_report(out)
     dist.barrier()
-    log(f"reproduce: {out} ({', '.join(sorted(p.name for p in Path(out).iterdir() if p.is_file()))})")
+    log(f"reproduce: {out} ({folder_files(out)})")
     return out
